@@ -1,0 +1,3 @@
+from inbox_allocation.cli import main
+
+raise SystemExit(main())

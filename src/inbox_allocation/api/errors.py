@@ -1,0 +1,111 @@
+"""Exception handlers: every failure leaves as the contract's JSON error envelope.
+
+- `ApiError` (the one hierarchy in `domain.errors`) → its status and code.
+- Routing 404/405 and oversized bodies → `NOT_FOUND` / `METHOD_NOT_ALLOWED` /
+  `PAYLOAD_TOO_LARGE` (the original answered plain text, D-27).
+- Request validation → 400 `BAD_REQUEST` (unparseable JSON, wrong JSON type, no body) or
+  400 `VALIDATION_ERROR` with one `details` entry per failed rule (decisions.md).
+- A lost or unreachable database → 503 `DB_UNAVAILABLE`, never a 500 or a hang.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from inbox_allocation.api.responses import error_response
+from inbox_allocation.db.pool import CONNECTION_ERRORS
+from inbox_allocation.domain.errors import (
+    ApiError,
+    BadRequest,
+    DatabaseUnavailable,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+)
+from inbox_allocation.logging import get_logger
+
+log = get_logger(__name__)
+
+# Pydantic error types that mean "the JSON does not have the right shape or types" — the
+# original's decoder failure (400 BAD_REQUEST) rather than a failed rule (VALIDATION_ERROR).
+_SHAPE_ERRORS = frozenset({
+    "json_invalid", "json_type", "model_type", "model_attributes_type", "dict_type",
+    "uuid_parsing", "uuid_type", "string_type", "float_type", "float_parsing", "int_type",
+    "int_parsing", "int_from_float", "bool_type", "bool_parsing", "list_type", "none_required",
+    "datetime_type", "datetime_parsing", "datetime_from_date_parsing",
+})  # fmt: skip
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
+    field = ".".join(loc)
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"{field}: {message}" if field else message
+
+
+def validation_error_to_api_error(errors: list[dict[str, Any]]) -> ApiError:
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        kind = error.get("type", "")
+        if kind == "json_invalid":
+            return BadRequest("request body is not valid JSON")
+        if loc == ("body",) and kind == "missing":
+            return BadRequest("request body is required")
+        literal_of_wrong_type = kind == "literal_error" and not isinstance(error.get("input"), str)
+        if loc and loc[0] == "body" and (kind in _SHAPE_ERRORS or literal_of_wrong_type):
+            return BadRequest(f"invalid request body: {_describe(error)}")
+    return ValidationFailed(details=[_describe(error) for error in errors])
+
+
+async def _api_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, exc.details)
+
+
+async def _request_validation(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    api_error = validation_error_to_api_error(list(exc.errors()))
+    return error_response(api_error.status, api_error.code, api_error.message, api_error.details)
+
+
+async def _http_exception(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    error: ApiError
+    if exc.status_code == 404:
+        error = NotFound("no route matches this path")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed()
+    elif exc.status_code == 413:
+        error = PayloadTooLarge()
+    else:
+        error = ApiError(str(exc.detail))
+        error.status, error.code = exc.status_code, "BAD_REQUEST"
+    return error_response(error.status, error.code, error.message, headers=headers)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("database unavailable", error=f"{type(exc).__name__}: {exc}")
+    error = DatabaseUnavailable()
+    return error_response(error.status, error.code, error.message, headers={"Retry-After": "1"})
+
+
+async def _query_canceled(request: Request, exc: Exception) -> Response:
+    # statement_timeout / command_timeout: the database is too slow to answer in time.
+    return await _database_unavailable(request, exc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(asyncpg.QueryCanceledError, _query_canceled)
+    for exc_type in CONNECTION_ERRORS:
+        app.add_exception_handler(exc_type, _database_unavailable)

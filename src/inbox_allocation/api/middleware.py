@@ -1,0 +1,167 @@
+"""Pure ASGI middleware (no per-request Request objects: they sit on every hot path).
+
+Order, outermost first: request context (id, access log, last-resort 500) → CORS → body-size
+limit → the application.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uuid_utils import uuid7
+
+from inbox_allocation.api.responses import error_response
+from inbox_allocation.logging import get_logger
+
+access_log = get_logger("inbox_allocation.access")
+log = get_logger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024  # decisions.md: 1 MiB
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class RequestContextMiddleware:
+    """Request id in and out, one access-log line per request, and the 500 safety net.
+
+    The id is the incoming X-Correlation-ID, else X-Request-ID, else a new UUIDv7; both
+    headers carry it on every response (errors, preflights and replays included) and it is
+    bound to every log line written while the request runs.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = (
+            _header(scope, b"x-correlation-id") or _header(scope, b"x-request-id") or str(uuid7())
+        )
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = request_id
+                headers["X-Correlation-ID"] = request_id
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                log.exception("unhandled error", method=scope["method"], path=scope["path"])
+                if response_started:
+                    raise
+                response = error_response(500, "INTERNAL_ERROR", "internal server error")
+                await response(scope, receive, send_with_id)
+            finally:
+                access_log.info(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
+
+
+class CorsMiddleware:
+    """Contract §1.4, with the idempotency and correlation headers allowed (D-22).
+
+    `OPTIONS` on any path is a preflight: 204 with the CORS headers, no auth, no tenant.
+    Other responses echo the request's Origin.
+    """
+
+    ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+    ALLOW_HEADERS = (
+        "Accept, Authorization, Content-Type, X-Tenant-ID, X-Operator-ID, X-Request-ID, "
+        "X-Correlation-ID, Idempotency-Key, X-Idempotency-Key"
+    )
+    EXPOSE_HEADERS = "X-Request-ID, X-Correlation-ID, Idempotent-Replayed, X-Idempotency-Replay"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        origin = _header(scope, b"origin") or ""
+        if scope["method"] == "OPTIONS":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": [
+                        (b"access-control-allow-origin", origin.encode("latin-1")),
+                        (b"access-control-allow-methods", self.ALLOW_METHODS.encode()),
+                        (b"access-control-allow-headers", self.ALLOW_HEADERS.encode()),
+                        (b"access-control-expose-headers", self.EXPOSE_HEADERS.encode()),
+                        (b"access-control-max-age", b"86400"),
+                        (b"vary", b"Origin"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Access-Control-Allow-Origin"] = origin
+                headers["Access-Control-Expose-Headers"] = self.EXPOSE_HEADERS
+                headers.add_vary_header("Origin")
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+
+class BodySizeLimitMiddleware:
+    """Refuse request bodies over 1 MiB with 413 `PAYLOAD_TOO_LARGE`.
+
+    A declared Content-Length is checked up front; a chunked body is counted as it streams.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = error_response(413, "PAYLOAD_TOO_LARGE", "request body exceeds 1 MiB")
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message: dict[str, Any] = dict(await receive())
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # Rendered as the 413 envelope by the HTTPException handler.
+                    raise HTTPException(413)
+            return message
+
+        await self.app(scope, counting_receive, send)

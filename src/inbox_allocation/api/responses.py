@@ -1,0 +1,78 @@
+"""The contract's JSON envelopes, rendered with orjson.
+
+Responses are built as plain dicts (straight from database rows) and serialised once; the
+pydantic models in `api.schemas` document them in OpenAPI and tests validate the two agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+JSON_MEDIA_TYPE = "application/json; charset=utf-8"
+
+
+def format_timestamp(value: datetime) -> str:
+    """RFC 3339 UTC; microseconds trimmed of trailing zeros (decisions.md: one format)."""
+    value = value.astimezone(UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dumps(value: Any) -> bytes:
+    # PASSTHROUGH_DATETIME routes datetimes to `_default`, i.e. to the contract's format.
+    return orjson.dumps(value, default=_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+
+
+def now_timestamp() -> str:
+    return format_timestamp(datetime.now(UTC))
+
+
+def json_response(
+    body: dict[str, Any], status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(dumps(body), status_code, headers, media_type=JSON_MEDIA_TYPE)
+
+
+def ok(data: Any, status_code: int = 200) -> Response:
+    """Success envelope `{success, data, timestamp}`."""
+    return json_response(
+        {"success": 200 <= status_code < 300, "data": data, "timestamp": now_timestamp()},
+        status_code,
+    )
+
+
+def no_content() -> Response:
+    return Response(status_code=204)
+
+
+def error_body(code: str, message: str, details: Sequence[str] = ()) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = list(details)
+    return {"success": False, "error": error, "timestamp": now_timestamp()}
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: Sequence[str] = (),
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return json_response(error_body(code, message, details), status_code, headers)

@@ -1,0 +1,222 @@
+"""Command line: `inbox-allocation serve | migrate | seed | db …`.
+
+`serve` on the embedded default does all set-up itself (start PostgreSQL, migrate, seed an
+empty database) so `make run` works on a fresh machine. Against a configured server it only
+migrates with `--migrate` and seeds with `--seed`: production databases are never touched
+unasked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import asyncpg
+import uvicorn
+
+from inbox_allocation.config import ConfigError, Settings, load_settings
+from inbox_allocation.db import migrations
+from inbox_allocation.db.embedded import database_dsn, launcher_config, supervisor_pid_file
+from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherError
+from inbox_allocation.db.seed import seed_database
+from inbox_allocation.logging import configure_logging, get_logger
+
+log = get_logger("inbox_allocation.cli")
+
+
+async def _database_is_empty(dsn: str) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM tenants)")
+    finally:
+        await conn.close()
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    with database_dsn(settings, stop_timeout=settings.shutdown_timeout.total_seconds()) as dsn:
+        embedded = settings.use_embedded_db
+        if embedded or args.migrate:
+            migrations.upgrade(dsn)
+        if args.seed or (embedded and asyncio.run(_database_is_empty(dsn))):
+            asyncio.run(seed_database(dsn))
+            log.info("loaded the demo data (contract §11 seed ids)")
+        # Worker processes read their settings from the environment: point them at this DSN.
+        os.environ["DATABASE_URL"] = dsn
+        # uvicorn drains on SIGTERM/SIGINT and then re-raises the signal to the previous
+        # handler; a benign one lets us go on to stop the database in order and exit 0.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _note_signal)
+        uvicorn.run(
+            "inbox_allocation.app:create_app_from_env",
+            factory=True,
+            host=settings.server_host,
+            port=settings.server_port,
+            workers=settings.server_workers,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            timeout_keep_alive=int(settings.idle_timeout.total_seconds()),
+            timeout_graceful_shutdown=int(settings.shutdown_timeout.total_seconds()),
+        )
+    return 0
+
+
+def _note_signal(signum: int, _frame: object) -> None:
+    log.info("received signal after drain", signal=signal.Signals(signum).name)
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    with database_dsn(settings) as dsn:
+        if args.direction == "up":
+            migrations.upgrade(dsn, args.revision or "head")
+        else:
+            migrations.downgrade(dsn, args.revision or "base")
+    log.info("migrations applied", direction=args.direction, revision=args.revision)
+    return 0
+
+
+def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
+    with database_dsn(settings) as dsn:
+        asyncio.run(seed_database(dsn))
+    log.info("demo data loaded (existing rows left unchanged)")
+    return 0
+
+
+def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.use_embedded_db:
+        log.error("a database is configured (DATABASE_URL or DB_HOST); nothing to start")
+        return 2
+    pid_file = supervisor_pid_file(settings)
+    if args.action == "run":
+        return _db_run(settings, pid_file)
+    if args.action == "start":
+        return _db_start(settings, pid_file)
+    return _db_stop(pid_file)
+
+
+def _db_run(settings: Settings, pid_file: os.PathLike[str]) -> int:
+    """Foreground: the embedded server lives exactly as long as this process."""
+    stop = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    server = EmbeddedPostgres(launcher_config(settings)).start()
+    try:
+        with open(pid_file, "w") as handle:
+            handle.write(str(os.getpid()))
+        print(f"embedded PostgreSQL ready: {server.dsn}", flush=True)
+        while not stop:
+            time.sleep(0.2)
+    finally:
+        server.stop()
+        with contextlib.suppress(OSError):
+            os.unlink(pid_file)
+    return 0
+
+
+def _db_start(settings: Settings, pid_file: os.PathLike[str]) -> int:
+    """Background: a detached `db run` supervisor; returns once the server accepts."""
+    if _running_pid(pid_file):
+        print(f"embedded PostgreSQL already running on 127.0.0.1:{settings.db_port}")
+        return 0
+    log_path = settings.embedded_data_dir.parent / "postgres-supervisor.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "inbox_allocation", "db", "run"],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,  # survives the terminal and `make` exiting
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            print(f"embedded PostgreSQL failed to start; see {log_path}", file=sys.stderr)
+            return 1
+        if _running_pid(pid_file) == child.pid:
+            print(
+                f"embedded PostgreSQL running on 127.0.0.1:{settings.db_port} "
+                f"(supervisor pid {child.pid}); stop it with `make db-down`"
+            )
+            return 0
+        time.sleep(0.1)
+    print(f"embedded PostgreSQL did not become ready; see {log_path}", file=sys.stderr)
+    return 1
+
+
+def _db_stop(pid_file: os.PathLike[str]) -> int:
+    pid = _running_pid(pid_file)
+    if pid is None:
+        print("embedded PostgreSQL is not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _running_pid(pid_file) == pid:
+        time.sleep(0.1)
+    print("embedded PostgreSQL stopped")
+    return 0
+
+
+def _running_pid(pid_file: os.PathLike[str]) -> int | None:
+    try:
+        with open(pid_file) as handle:
+            pid = int(handle.read().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inbox-allocation", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--migrate", action="store_true", help="migrate a configured database")
+    serve.add_argument("--seed", action="store_true", help="load the demo data before serving")
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply (up) or roll back (down) migrations")
+    migrate.add_argument("direction", choices=["up", "down"])
+    migrate.add_argument("--revision", help="target revision (default: head / base)")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    seed = sub.add_parser("seed", help="load the demo data (idempotent)")
+    seed.set_defaults(handler=cmd_seed)
+
+    db = sub.add_parser("db", help="the embedded PostgreSQL on its own")
+    db.add_argument("action", choices=["run", "start", "stop"],
+                    help="run: foreground; start/stop: in the background")  # fmt: skip
+    db.set_defaults(handler=cmd_db)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"inbox-allocation: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    handler: Callable[[Settings, argparse.Namespace], int] = args.handler
+    try:
+        return handler(settings, args)
+    except (LauncherError, ConfigError) as exc:
+        log.error(str(exc))
+        return 1

@@ -1,0 +1,193 @@
+"""Settings from the environment (and an optional `.env` that never overrides it).
+
+Names and defaults follow the Go service (contract §9); the README's prefixed names
+(`SERVER_READ_TIMEOUT`, `WORKER_GRACE_PERIOD_INTERVAL`, …) are accepted as aliases. Unlike the
+original, an invalid value stops start-up with a message naming the variable: a silent
+fallback to a default hides typos in production.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+DURATION_FORM = "a Go-style duration such as 500ms, 30s, 5m or 1h30m"
+
+
+def parse_go_duration(value: Any) -> timedelta:
+    """Parse Go's `time.ParseDuration` syntax (`30s`, `1h30m`, `1.5h`, `0`)."""
+    if isinstance(value, timedelta):
+        return value
+    text = str(value).strip()
+    if text == "0":
+        return timedelta(0)
+    position, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position != len(text) or not text:
+        raise ValueError(f"expected {DURATION_FORM}")
+    return timedelta(seconds=total)
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_go_duration)]
+
+
+def _env(*names: str) -> Any:
+    return AliasChoices(*names) if len(names) > 1 else names[0]
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names every offending variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,  # empty value = unset (contract §9)
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,  # lets tests pass field names; the environment uses the aliases
+    )
+
+    # HTTP server
+    server_host: str = Field("0.0.0.0", validation_alias="SERVER_HOST")
+    server_port: int = Field(8080, ge=1, le=65535, validation_alias="SERVER_PORT")
+    server_workers: int = Field(1, ge=1, le=64, validation_alias="SERVER_WORKERS")
+    read_timeout: Duration = Field(
+        timedelta(seconds=15), validation_alias=_env("READ_TIMEOUT", "SERVER_READ_TIMEOUT")
+    )
+    write_timeout: Duration = Field(
+        timedelta(seconds=15), validation_alias=_env("WRITE_TIMEOUT", "SERVER_WRITE_TIMEOUT")
+    )
+    idle_timeout: Duration = Field(timedelta(seconds=60), validation_alias="IDLE_TIMEOUT")
+    shutdown_timeout: Duration = Field(
+        timedelta(seconds=30),
+        validation_alias=_env("SHUTDOWN_TIMEOUT", "SERVER_SHUTDOWN_TIMEOUT"),
+    )
+
+    # Database: DATABASE_URL, or DB_HOST and friends. Neither set = the embedded default.
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+    db_host: str | None = Field(None, validation_alias="DB_HOST")
+    db_port: int = Field(54321, ge=1, le=65535, validation_alias="DB_PORT")
+    db_user: str = Field("allocation_user", min_length=1, validation_alias="DB_USER")
+    db_password: str = Field("allocation_pass", min_length=1, validation_alias="DB_PASSWORD")
+    db_name: str = Field("allocation_db", min_length=1, validation_alias="DB_NAME")
+    db_ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = (
+        Field("disable", validation_alias="DB_SSL_MODE")
+    )
+    db_max_conns: int = Field(25, ge=1, le=1000, validation_alias="DB_MAX_CONNS")
+    db_min_conns: int = Field(5, ge=0, le=1000, validation_alias="DB_MIN_CONNS")
+
+    # Embedded default database
+    embedded_db_dir: Path | None = Field(None, validation_alias="EMBEDDED_DB_DIR")
+    pg_bin_dir: Path | None = Field(None, validation_alias="PG_BIN_DIR")
+    pg_run_as: str | None = Field(None, validation_alias="PG_RUN_AS")
+
+    # Logging
+    log_level: Literal["debug", "info", "warn", "warning", "error"] = Field(
+        "info", validation_alias="LOG_LEVEL"
+    )
+    log_format: Literal["json", "console"] = Field("json", validation_alias="LOG_FORMAT")
+
+    # Grace period
+    grace_period_interval: Duration = Field(
+        timedelta(seconds=30),
+        validation_alias=_env("GRACE_PERIOD_INTERVAL", "WORKER_GRACE_PERIOD_INTERVAL"),
+    )
+    grace_period_batch_size: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        validation_alias=_env("GRACE_PERIOD_BATCH_SIZE", "WORKER_GRACE_PERIOD_BATCH_SIZE"),
+    )
+    grace_period_duration: Duration = Field(
+        timedelta(minutes=5), validation_alias="GRACE_PERIOD_DURATION"
+    )
+
+    # Idempotency
+    idempotency_ttl: Duration = Field(timedelta(hours=24), validation_alias="IDEMPOTENCY_TTL")
+    idempotency_cleanup_interval: Duration = Field(
+        timedelta(hours=1), validation_alias="IDEMPOTENCY_CLEANUP_INTERVAL"
+    )
+
+    # Build information for /version (set by the Docker build; `git` is asked otherwise)
+    build_time: str = Field("unknown", validation_alias="BUILD_TIME")
+    git_commit: str | None = Field(None, validation_alias="GIT_COMMIT")
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.db_min_conns > self.db_max_conns:
+            raise ValueError("DB_MIN_CONNS must not exceed DB_MAX_CONNS")
+        for name in ("grace_period_interval", "idempotency_cleanup_interval"):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"{name.upper()} must be greater than 0")
+        return self
+
+    @property
+    def use_embedded_db(self) -> bool:
+        return self.database_url is None and self.db_host is None
+
+    @property
+    def embedded_data_dir(self) -> Path:
+        return (self.embedded_db_dir or Path(".data/postgres")).absolute()
+
+    @cached_property
+    def dsn(self) -> str:
+        """libpq-style URL of the configured server (the embedded one: 127.0.0.1:DB_PORT)."""
+        if self.database_url:
+            return self.database_url
+        host = self.db_host or "127.0.0.1"
+        user, password = quote(self.db_user, safe=""), quote(self.db_password, safe="")
+        return (
+            f"postgresql://{user}:{password}@{host}:{self.db_port}/{quote(self.db_name)}"
+            f"?sslmode={self.db_ssl_mode}"
+        )
+
+
+def _env_names(field_name: str) -> list[str]:
+    alias = Settings.model_fields[field_name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [str(alias or field_name.upper())]
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per problem, naming the variable(s) the value may come from."""
+    names = {field: " / ".join(_env_names(field)) for field in Settings.model_fields}
+    by_alias = {alias: names[field] for field in names for alias in _env_names(field)}
+    lines = ["invalid configuration:"]
+    for item in error.errors():
+        loc = str(item["loc"][0]) if item.get("loc") else ""
+        name = names.get(loc) or by_alias.get(loc) or loc or "configuration"
+        value = item.get("input")
+        shown = f"={value!r}" if isinstance(value, str | int | float) else ""
+        lines.append(f"  {name}{shown}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None

@@ -1,0 +1,175 @@
+"""The one hierarchy of expected failures: each class carries its HTTP status and code.
+
+Services raise these; `api.errors` renders them as the contract's error envelope. Anything
+else that escapes a request is a bug and becomes a 500 `INTERNAL_ERROR`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ApiError(Exception):
+    status: int = 500
+    code: str = "INTERNAL_ERROR"
+    message: str = "internal server error"
+
+    def __init__(self, message: str | None = None, details: Sequence[str] = ()) -> None:
+        self.message = message or type(self).message
+        self.details = list(details)
+        super().__init__(self.message)
+
+
+# 400
+class BadRequest(ApiError):
+    status, code, message = 400, "BAD_REQUEST", "bad request"
+
+
+class ValidationFailed(ApiError):
+    status, code, message = 400, "VALIDATION_ERROR", "validation failed"
+
+
+class TenantRequired(ApiError):
+    status, code, message = 400, "TENANT_REQUIRED", "X-Tenant-ID header is required"
+
+
+class OperatorRequired(ApiError):
+    status, code, message = 400, "OPERATOR_REQUIRED", "X-Operator-ID header is required"
+
+
+class InvalidQuery(ApiError):
+    status, code, message = 400, "INVALID_QUERY", "invalid query parameter"
+
+
+class InvalidPath(ApiError):
+    status, code, message = 400, "INVALID_PATH", "invalid path parameter"
+
+
+class OperatorNotAvailable(ApiError):
+    status, code, message = 400, "OPERATOR_NOT_AVAILABLE", "operator is not available"
+
+
+class NoSubscriptions(ApiError):
+    status, code, message = 400, "NO_SUBSCRIPTIONS", "operator is not subscribed to any inbox"
+
+
+class OperatorNotSubscribed(ApiError):
+    status, code = 400, "OPERATOR_NOT_SUBSCRIBED"
+    message = "target operator is not subscribed to the conversation's inbox"
+
+
+class InboxDifferentTenant(ApiError):
+    status, code, message = 400, "INBOX_DIFFERENT_TENANT", "inbox belongs to another tenant"
+
+
+class LabelInboxMismatch(ApiError):
+    status, code = 400, "LABEL_INBOX_MISMATCH"
+    message = "label belongs to a different inbox than the conversation"
+
+
+# 401 / 403
+class Unauthorized(ApiError):
+    status, code = 401, "UNAUTHORIZED"
+    message = "operator does not exist in this tenant"
+
+
+class Forbidden(ApiError):
+    status, code, message = 403, "FORBIDDEN", "insufficient role for this route"
+
+
+class NotSubscribedToInbox(ApiError):
+    status, code, message = 403, "NOT_SUBSCRIBED_TO_INBOX", "not subscribed to this inbox"
+
+
+class InsufficientPermissions(ApiError):
+    status, code, message = 403, "INSUFFICIENT_PERMISSIONS", "insufficient permissions"
+
+
+class LabelPermissionDenied(ApiError):
+    status, code, message = 403, "LABEL_PERMISSION_DENIED", "not allowed to manage these labels"
+
+
+# 404
+class NotFound(ApiError):
+    status, code, message = 404, "NOT_FOUND", "resource not found"
+
+
+class NoConversationsAvailable(ApiError):
+    status, code, message = 404, "NO_CONVERSATIONS_AVAILABLE", "no conversations available"
+
+
+class ConversationNotFound(ApiError):
+    status, code, message = 404, "CONVERSATION_NOT_FOUND", "conversation not found"
+
+
+class OperatorNotFound(ApiError):
+    status, code, message = 404, "OPERATOR_NOT_FOUND", "operator not found"
+
+
+class InboxNotFound(ApiError):
+    status, code, message = 404, "INBOX_NOT_FOUND", "inbox not found"
+
+
+class LabelNotFound(ApiError):
+    status, code, message = 404, "LABEL_NOT_FOUND", "label not found"
+
+
+# 405 / 409 / 413 / 422
+class MethodNotAllowed(ApiError):
+    status, code, message = 405, "METHOD_NOT_ALLOWED", "method not allowed"
+
+
+class Conflict(ApiError):
+    status, code, message = 409, "CONFLICT", "conflict"
+
+
+class ConversationAlreadyClaimed(ApiError):
+    status, code = 409, "CONVERSATION_ALREADY_CLAIMED"
+    message = "conversation is being claimed by someone else"
+
+
+class ConversationNotQueued(ApiError):
+    status, code, message = 409, "CONVERSATION_NOT_QUEUED", "conversation is not queued"
+
+
+class ConversationNotAllocated(ApiError):
+    status, code, message = 409, "CONVERSATION_NOT_ALLOCATED", "conversation is not allocated"
+
+
+class ConversationAlreadyResolved(ApiError):
+    status, code, message = 409, "CONVERSATION_ALREADY_RESOLVED", "conversation is resolved"
+
+
+class OperatorNotAvailableForReassign(ApiError):
+    status, code, message = 409, "OPERATOR_NOT_AVAILABLE", "target operator is not available"
+
+
+class LabelNameConflict(ApiError):
+    status, code, message = 409, "LABEL_NAME_CONFLICT", "a label with this name exists"
+
+
+class LastAdmin(ApiError):
+    status, code, message = 409, "LAST_ADMIN", "the tenant's last admin cannot be removed"
+
+
+class CapacityReached(ApiError):
+    status, code, message = 409, "CAPACITY_REACHED", "operator is at capacity"
+
+
+class IdempotencyKeyInProgress(ApiError):
+    status, code = 409, "IDEMPOTENCY_KEY_IN_PROGRESS"
+    message = "a request with this idempotency key is still being processed"
+
+
+class PayloadTooLarge(ApiError):
+    status, code, message = 413, "PAYLOAD_TOO_LARGE", "request body exceeds 1 MiB"
+
+
+class IdempotencyKeyReused(ApiError):
+    status, code = 422, "IDEMPOTENCY_KEY_REUSED"
+    message = "idempotency key was used with a different request"
+
+
+# 5xx
+class DatabaseUnavailable(ApiError):
+    status, code, message = 503, "DB_UNAVAILABLE", "database unavailable, retry later"

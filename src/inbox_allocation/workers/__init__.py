@@ -1,0 +1,77 @@
+"""Background workers: asyncio tasks started with the app and stopped cleanly on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from inbox_allocation.config import Settings
+from inbox_allocation.db.pool import CONNECTION_ERRORS, Database
+from inbox_allocation.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class PeriodicTask:
+    """Runs `job` every `interval` until stopped; a failed run is logged, never fatal."""
+
+    def __init__(
+        self,
+        name: str,
+        job: Callable[[], Awaitable[object]],
+        interval: timedelta,
+        *,
+        run_immediately: bool,
+    ) -> None:
+        self.name = name
+        self.job = job
+        self.interval = interval.total_seconds()
+        self.run_immediately = run_immediately
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=self.name)
+
+    async def stop(self) -> None:
+        """Let the current run finish, then end the loop."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+
+    async def _loop(self) -> None:
+        if not self.run_immediately and await self._sleep():
+            return
+        while not self._stopping.is_set():
+            try:
+                await self.job()
+            except CONNECTION_ERRORS as exc:
+                log.warning("worker run failed: database unavailable", worker=self.name,
+                            error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            except Exception:
+                log.exception("worker run failed", worker=self.name)
+            if await self._sleep():
+                return
+
+    async def _sleep(self) -> bool:
+        """Wait one interval; True when asked to stop meanwhile."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), self.interval)
+        except TimeoutError:
+            return False
+        return True
+
+
+class BackgroundWorkers:
+    """The service's periodic jobs (grace sweeper, idempotency cleanup)."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.tasks: list[PeriodicTask] = []
+
+    def start(self) -> None:
+        for task in self.tasks:
+            task.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(task.stop() for task in self.tasks))

@@ -1,0 +1,121 @@
+"""`inbox-allocation serve` on the embedded default, as `make run` starts it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import free_port, world_traversable_tempdir
+
+pytestmark = pytest.mark.no_db
+
+ACME = "10000000-0000-0000-0000-000000000001"
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    path = world_traversable_tempdir("inbox-allocation-serve-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def start_service(workdir: Path, db_port: int, http_port: int) -> subprocess.Popen[bytes]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DB_", "DATABASE_URL", "SERVER_"))
+    }
+    env.update(
+        EMBEDDED_DB_DIR=str(workdir / "pg"),
+        DB_PORT=str(db_port),
+        SERVER_PORT=str(http_port),
+        SERVER_HOST="127.0.0.1",
+        LOG_LEVEL="warning",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "inbox_allocation", "serve"],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            stderr = process.stderr.read().decode() if process.stderr else ""
+            raise AssertionError(f"service exited with {process.returncode}:\n{stderr}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("service not ready in time")
+
+
+def postgres_pid(data_dir: Path) -> int:
+    return int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_serve_migrates_seeds_survives_restart_and_leaves_no_orphan(workdir: Path) -> None:
+    db_port, http_port = free_port(), free_port()
+
+    first = start_service(workdir, db_port, http_port)
+    try:
+        wait_ready(first, http_port)
+        seeded = httpx.get(
+            f"http://127.0.0.1:{http_port}/health", headers={"X-Tenant-ID": ACME}, timeout=5
+        )
+        assert seeded.status_code == 200
+        pid = postgres_pid(workdir / "pg")
+        assert alive(pid)
+        first.send_signal(signal.SIGKILL)  # the harshest stop: no chance to clean up
+        first.wait(10)
+        deadline = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pid), "PostgreSQL outlived the SIGKILLed service"
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+    # Restart on the same data dir: the seed written by the first run is still there.
+    second = start_service(workdir, db_port, http_port)
+    try:
+        wait_ready(second, http_port)
+        check = subprocess.run(
+            [sys.executable, "-c",
+             "import asyncio, asyncpg, sys\n"
+             "async def main():\n"
+             f"    c = await asyncpg.connect('postgresql://allocation_user:allocation_pass@127.0.0.1:{db_port}/allocation_db')\n"
+             "    print(await c.fetchval('SELECT count(*) FROM conversation_refs'))\n"
+             "asyncio.run(main())"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert check.stdout.strip() == "50"
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0  # graceful: drain, workers, pool, database, exit 0
+        assert not (workdir / "pg" / "postmaster.pid").exists()
+    finally:
+        if second.poll() is None:
+            second.kill()

@@ -1,0 +1,89 @@
+"""Non-API endpoints and the global HTTP behaviour every response shares."""
+
+from __future__ import annotations
+
+import httpx
+
+from inbox_allocation.api.schemas.envelope import Envelope, ErrorEnvelope
+from inbox_allocation.api.schemas.health import Health, Readiness, VersionInfo
+
+
+async def test_health_is_liveness_with_informational_db_check(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    body = Envelope[Health].model_validate(response.json())
+    assert body.success is True
+    assert body.data.status == "healthy"
+    assert body.data.checks.database.status == "healthy"
+
+
+async def test_ready_pings_the_database(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ready")
+    assert response.status_code == 200
+    assert Envelope[Readiness].model_validate(response.json()).data.ready is True
+
+
+async def test_version_reports_build_information(client: httpx.AsyncClient) -> None:
+    response = await client.get("/version")
+    assert response.status_code == 200
+    info = Envelope[VersionInfo].model_validate(response.json()).data
+    assert info.version
+    assert info.os == "linux"
+
+
+async def test_identity_headers_are_ignored_outside_api(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"X-Tenant-ID": "not-a-uuid"})
+    assert response.status_code == 200  # D-28 fixed
+
+
+async def test_unknown_route_is_a_json_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/no/such/route")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    body = ErrorEnvelope.model_validate(response.json())
+    assert body.error.code == "NOT_FOUND"
+
+
+async def test_wrong_method_is_a_json_405_with_allow(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/health")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+    assert ErrorEnvelope.model_validate(response.json()).error.code == "METHOD_NOT_ALLOWED"
+
+
+async def test_request_id_is_echoed_in_both_headers(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": "req-1"})
+    assert response.headers["x-request-id"] == "req-1"
+    assert response.headers["x-correlation-id"] == "req-1"
+    both = await client.get(
+        "/nowhere", headers={"X-Request-ID": "req-2", "X-Correlation-ID": "corr-2"}
+    )
+    assert both.headers["x-request-id"] == "corr-2"  # correlation id wins
+    generated = await client.get("/health")
+    assert len(generated.headers["x-request-id"]) == 36
+
+
+async def test_cors_preflight_on_any_path(client: httpx.AsyncClient) -> None:
+    response = await client.options(
+        "/api/v1/allocate", headers={"Origin": "https://console.example"}
+    )
+    assert response.status_code == 204
+    assert response.content == b""
+    assert response.headers["access-control-allow-origin"] == "https://console.example"
+    allowed = response.headers["access-control-allow-headers"]
+    for header in ("Idempotency-Key", "X-Idempotency-Key", "X-Correlation-ID", "X-Tenant-ID"):
+        assert header in allowed
+    assert response.headers["access-control-max-age"] == "86400"
+    assert response.headers["x-request-id"]
+
+
+async def test_cors_origin_is_echoed_on_normal_responses(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"Origin": "https://console.example"})
+    assert response.headers["access-control-allow-origin"] == "https://console.example"
+    assert "Origin" in response.headers["vary"]
+
+
+async def test_oversized_body_is_a_json_413(client: httpx.AsyncClient) -> None:
+    response = await client.post("/health", content=b"x" * (1024 * 1024 + 1))
+    assert response.status_code == 413
+    assert ErrorEnvelope.model_validate(response.json()).error.code == "PAYLOAD_TOO_LARGE"

@@ -1,0 +1,19 @@
+"""openapi.yaml is generated from the app: the committed file must match it exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+from inbox_allocation.api.openapi import openapi_document, render_yaml
+
+pytestmark = pytest.mark.no_db
+
+OPENAPI_FILE = Path(__file__).resolve().parents[1] / "openapi.yaml"
+
+
+def test_committed_openapi_matches_the_app(app: FastAPI) -> None:
+    generated = render_yaml(openapi_document(app))
+    assert OPENAPI_FILE.read_text() == generated, "openapi.yaml is stale: run `make openapi`"
