@@ -17,9 +17,21 @@ from inbox_allocation.api.errors import install_error_handlers
 from inbox_allocation.api.middleware import (
     BodySizeLimitMiddleware,
     CorsMiddleware,
+    JsonBodyMiddleware,
     RequestContextMiddleware,
 )
-from inbox_allocation.api.routers import health
+from inbox_allocation.api.routers import (
+    allocation,
+    conversations,
+    docs,
+    health,
+    inboxes,
+    labels,
+    lifecycle,
+    operator_status,
+    operators,
+    tenant,
+)
 from inbox_allocation.config import Settings, load_settings
 from inbox_allocation.db.pool import Database, create_pool
 from inbox_allocation.logging import configure_logging, get_logger
@@ -55,11 +67,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # Only the contract's listed paths accept a trailing slash (declared on their routes);
+        # everything else matches exactly, so no redirects.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(health.router)
+    for module in (health, docs, operator_status, inboxes, operators, tenant, conversations,
+                   allocation, lifecycle, labels):  # fmt: skip
+        app.include_router(module.router)
     # Added innermost first: the request context wraps everything, including CORS answers.
+    app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(CorsMiddleware)
     app.add_middleware(RequestContextMiddleware)

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from inbox_allocation.api.responses import error_response
+from inbox_allocation.api.schemas.envelope import ErrorEnvelope
 from inbox_allocation.db.pool import CONNECTION_ERRORS
 from inbox_allocation.domain.errors import (
     ApiError,
@@ -109,3 +110,18 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(asyncpg.QueryCanceledError, _query_canceled)
     for exc_type in CONNECTION_ERRORS:
         app.add_exception_handler(exc_type, _database_unavailable)
+
+
+# Documented on every /api/v1 route: the envelope all errors share.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorEnvelope, "description": description}
+    for status, description in {
+        400: "Bad request, validation error or missing identity header",
+        401: "The operator does not belong to the tenant",
+        403: "Role or subscription does not allow this",
+        404: "Not found (other tenants' objects look the same)",
+        409: "Conflict with the current state",
+        422: "Idempotency key reused with a different request",
+        503: "Database unavailable (DB_UNAVAILABLE); retry",
+    }.items()
+}

@@ -1,7 +1,7 @@
 """Pure ASGI middleware (no per-request Request objects: they sit on every hot path).
 
 Order, outermost first: request context (id, access log, last-resort 500) → CORS → body-size
-limit → the application.
+limit → JSON bodies → the application.
 """
 
 from __future__ import annotations
@@ -63,23 +63,25 @@ class RequestContextMiddleware:
                 headers["X-Correlation-ID"] = request_id
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await self.app(scope, receive, send_with_id)
-            except Exception:
-                log.exception("unhandled error", method=scope["method"], path=scope["path"])
-                if response_started:
-                    raise
-                response = error_response(500, "INTERNAL_ERROR", "internal server error")
-                await response(scope, receive, send_with_id)
-            finally:
-                access_log.info(
-                    "request",
-                    method=scope["method"],
-                    path=scope["path"],
-                    status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                )
+        # Fresh log context per request; dependencies add tenant and operator to it.
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error", method=scope["method"], path=scope["path"])
+            if response_started:
+                raise
+            response = error_response(500, "INTERNAL_ERROR", "internal server error")
+            await response(scope, receive, send_with_id)
+        finally:
+            access_log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
 
 
 class CorsMiddleware:
@@ -131,6 +133,29 @@ class CorsMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
+
+
+class JsonBodyMiddleware:
+    """Treat every /api/v1 request body as JSON, whatever its Content-Type says.
+
+    The original never looked at Content-Type (contract §1.7) and existing clients (e.g.
+    `curl -d '{…}'`, which sends a form content type) rely on that; FastAPI only parses
+    bodies declared as JSON, so the declaration is normalised here.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in ("POST", "PUT", "PATCH", "DELETE")
+            and scope["path"].startswith("/api/v1/")
+        ):
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            headers.append((b"content-type", b"application/json"))
+            scope = dict(scope, headers=headers)
+        await self.app(scope, receive, send)
 
 
 class BodySizeLimitMiddleware:

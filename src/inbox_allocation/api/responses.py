@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import orjson
 from starlette.responses import Response
@@ -29,6 +30,8 @@ def format_timestamp(value: datetime) -> str:
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return format_timestamp(value)
+    if isinstance(value, UUID):  # asyncpg's UUID subclass, which orjson does not know
+        return str(value)
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -1,0 +1,76 @@
+"""Conversation shapes: list/get/search (Conversation), allocate/claim (Allocation),
+resolve/deallocate/reassign/move_inbox (Lifecycle). Contract §4.1–4.3; one timestamp
+format everywhere (decisions.md, fixing D-45).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+State = Literal["QUEUED", "ALLOCATED", "RESOLVED"]
+
+
+class LabelRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID
+    name: str = Field(examples=["Hot Lead"])
+    color: str | None = Field(None, description="Omitted when the label has no colour")
+
+
+class ConversationBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID = Field(examples=["70000000-0000-0000-0000-000000000001"])
+    tenant_id: UUID = Field(examples=["10000000-0000-0000-0000-000000000001"])
+    inbox_id: UUID = Field(examples=["20000000-0000-0000-0000-000000000001"])
+    external_conversation_id: str = Field(examples=["ext-001"])
+    customer_phone_number: str = Field(examples=["+14155551001"])
+    state: State
+    assigned_operator_id: UUID | None
+    last_message_at: datetime
+    message_count: int = Field(examples=[3])
+    priority_score: float = Field(examples=[0.75])
+    created_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+class Conversation(ConversationBase):
+    labels: list[LabelRef] = Field(description="Attached labels, ordered by name")
+
+
+class Lifecycle(ConversationBase):
+    pass
+
+
+class Allocation(ConversationBase):
+    assigned_operator_id: UUID
+    allocated_at: datetime = Field(description="When it was allocated (= updated_at)")
+
+
+_BASE_FIELDS = tuple(ConversationBase.model_fields)
+
+
+def render_conversation(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row with CONVERSATION_COLUMNS and LABELS_JSON → the Conversation shape."""
+    data = {field: row[field] for field in _BASE_FIELDS}
+    # The labels arrive as JSON text built by PostgreSQL: embed it as is.
+    data["labels"] = orjson.Fragment(row["labels"])
+    return data
+
+
+def render_lifecycle(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {field: row[field] for field in _BASE_FIELDS}
+
+
+def render_allocation(row: Mapping[str, Any]) -> dict[str, Any]:
+    data = render_lifecycle(row)
+    data["allocated_at"] = row["updated_at"]
+    return data

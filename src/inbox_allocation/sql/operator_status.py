@@ -1,0 +1,67 @@
+"""Operator status rows and the grace rows a status change creates or removes.
+
+operator_status has no tenant_id column: every statement reaches it through the operator,
+filtered by `o.tenant_id = $1`.
+"""
+
+# $1 tenant_id, $2 operator_id
+GET_STATUS = """
+SELECT s.operator_id, s.status::text AS status, s.last_status_change_at
+FROM operator_status s
+JOIN operators o ON o.id = s.operator_id
+WHERE o.tenant_id = $1 AND s.operator_id = $2
+"""
+
+# Locks the row: concurrent status changes of one operator serialise here, and in-flight
+# allocations (which hold it FOR SHARE) finish before the status moves.
+# $1 tenant_id, $2 operator_id
+LOCK_STATUS = """
+SELECT s.operator_id, s.status::text AS status, s.last_status_change_at
+FROM operator_status s
+JOIN operators o ON o.id = s.operator_id
+WHERE o.tenant_id = $1 AND s.operator_id = $2
+FOR UPDATE OF s
+"""
+
+# An operator without a status row (e.g. created by SQL) gets one.
+# $1 tenant_id, $2 operator_id, $3 status
+INSERT_STATUS = """
+INSERT INTO operator_status (operator_id, status)
+SELECT o.id, $3::operator_status_type
+FROM operators o
+WHERE o.tenant_id = $1 AND o.id = $2
+ON CONFLICT (operator_id) DO NOTHING
+RETURNING operator_id, status::text AS status, last_status_change_at
+"""
+
+# $1 tenant_id, $2 operator_id, $3 status
+UPDATE_STATUS = """
+UPDATE operator_status s
+SET status = $3::operator_status_type, last_status_change_at = now()
+FROM operators o
+WHERE o.id = s.operator_id AND o.tenant_id = $1 AND s.operator_id = $2
+RETURNING s.operator_id, s.status::text AS status, s.last_status_change_at
+"""
+
+# Going OFFLINE: every conversation allocated to the operator gets a grace row; an existing
+# row for that conversation is replaced (decisions.md).
+# $1 tenant_id, $2 operator_id, $3 grace duration (interval)
+START_GRACE_PERIODS = """
+INSERT INTO grace_period_assignments (conversation_id, operator_id, expires_at, reason)
+SELECT c.id, c.assigned_operator_id, now() + $3::interval, 'OFFLINE'
+FROM conversation_refs c
+WHERE c.tenant_id = $1 AND c.assigned_operator_id = $2 AND c.state = 'ALLOCATED'
+ON CONFLICT (conversation_id) DO UPDATE
+SET operator_id = EXCLUDED.operator_id,
+    expires_at = EXCLUDED.expires_at,
+    reason = EXCLUDED.reason,
+    created_at = now()
+"""
+
+# Back to AVAILABLE (or BUSY): the operator keeps its conversations, so no grace rows remain.
+# $1 tenant_id, $2 operator_id
+CANCEL_GRACE_PERIODS = """
+DELETE FROM grace_period_assignments g
+USING operators o
+WHERE o.id = g.operator_id AND o.tenant_id = $1 AND g.operator_id = $2
+"""
