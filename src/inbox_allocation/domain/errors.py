@@ -152,6 +152,11 @@ class LastAdmin(ApiError):
     status, code, message = 409, "LAST_ADMIN", "the tenant's last admin cannot be removed"
 
 
+class CannotModifySelf(ApiError):
+    status, code = 409, "CANNOT_MODIFY_SELF"
+    message = "an operator cannot delete or demote itself"
+
+
 class CapacityReached(ApiError):
     status, code, message = 409, "CAPACITY_REACHED", "operator is at capacity"
 
