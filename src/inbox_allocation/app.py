@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from inbox_allocation import __version__
 from inbox_allocation.api.errors import install_error_handlers
+from inbox_allocation.api.idempotency import IdempotencyMiddleware
 from inbox_allocation.api.middleware import (
     BodySizeLimitMiddleware,
     CorsMiddleware,
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    allocation, lifecycle, labels):  # fmt: skip
         app.include_router(module.router)
     # Added innermost first: the request context wraps everything, including CORS answers.
+    app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(CorsMiddleware)

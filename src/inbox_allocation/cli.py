@@ -27,6 +27,7 @@ from inbox_allocation.db.embedded import database_dsn, launcher_config, supervis
 from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherError
 from inbox_allocation.db.seed import seed_database
 from inbox_allocation.logging import configure_logging, get_logger
+from inbox_allocation.sql import maintenance as maintenance_sql
 
 log = get_logger("inbox_allocation.cli")
 
@@ -34,7 +35,7 @@ log = get_logger("inbox_allocation.cli")
 async def _database_is_empty(dsn: str) -> bool:
     conn = await asyncpg.connect(dsn)
     try:
-        return not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM tenants)")
+        return bool(await conn.fetchval(maintenance_sql.NO_TENANTS_YET))
     finally:
         await conn.close()
 

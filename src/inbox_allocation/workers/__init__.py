@@ -9,6 +9,8 @@ from datetime import timedelta
 from inbox_allocation.config import Settings
 from inbox_allocation.db.pool import CONNECTION_ERRORS, Database
 from inbox_allocation.logging import get_logger
+from inbox_allocation.services.grace import GraceSweeper
+from inbox_allocation.services.idempotency import IdempotencyStore
 
 log = get_logger(__name__)
 
@@ -67,7 +69,20 @@ class BackgroundWorkers:
     """The service's periodic jobs (grace sweeper, idempotency cleanup)."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
-        self.tasks: list[PeriodicTask] = []
+        sweeper = GraceSweeper(db, settings.grace_period_batch_size)
+        keys = IdempotencyStore(db, settings.idempotency_ttl)
+        self.tasks = [
+            # Contract §6.4: one pass at start-up, then every interval.
+            PeriodicTask(
+                "grace-sweeper", sweeper.sweep, settings.grace_period_interval,
+                run_immediately=True,
+            ),
+            # Contract §6.5: first run after one interval.
+            PeriodicTask(
+                "idempotency-cleanup", keys.delete_expired,
+                settings.idempotency_cleanup_interval, run_immediately=False,
+            ),
+        ]  # fmt: skip
 
     def start(self) -> None:
         for task in self.tasks:

@@ -1,5 +1,93 @@
-"""(to be written)"""
+"""POST /api/v1/resolve, /deallocate, /reassign, /move_inbox."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from starlette.responses import Response
+
+from inbox_allocation.api.deps import CallerDep, DbDep
+from inbox_allocation.api.errors import ERROR_RESPONSES
+from inbox_allocation.api.responses import ok
+from inbox_allocation.api.schemas.conversations import Lifecycle, render_lifecycle
+from inbox_allocation.api.schemas.envelope import Envelope
+from inbox_allocation.api.schemas.lifecycle import (
+    ConversationRef,
+    MoveInboxRequest,
+    ReassignRequest,
+)
+from inbox_allocation.services.lifecycle import LifecycleService
+
+router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
+
+
+async def lifecycle_service(db: DbDep) -> LifecycleService:
+    return LifecycleService(db)
+
+
+ServiceDep = Annotated[LifecycleService, Depends(lifecycle_service)]
+RESPONSE = Envelope[Lifecycle]
+
+
+@router.post(
+    "/resolve",
+    response_model=RESPONSE,
+    responses=ERROR_RESPONSES,
+    summary="Resolve a conversation (assignee or manager)",
+)
+async def resolve(caller: CallerDep, service: ServiceDep, body: ConversationRef) -> Response:
+    row = await service.resolve(
+        tenant_id=caller.tenant_id,
+        operator_id=caller.operator_id,
+        manager=caller.is_manager_level,
+        conversation_id=body.conversation_id,
+    )
+    return ok(render_lifecycle(row))
+
+
+@router.post(
+    "/deallocate",
+    response_model=RESPONSE,
+    responses=ERROR_RESPONSES,
+    summary="Return an allocated conversation to the queue (manager)",
+)
+async def deallocate(caller: CallerDep, service: ServiceDep, body: ConversationRef) -> Response:
+    row = await service.deallocate(
+        tenant_id=caller.tenant_id,
+        manager=caller.is_manager_level,
+        conversation_id=body.conversation_id,
+    )
+    return ok(render_lifecycle(row))
+
+
+@router.post(
+    "/reassign",
+    response_model=RESPONSE,
+    responses=ERROR_RESPONSES,
+    summary="Give an allocated conversation to another operator (manager)",
+)
+async def reassign(caller: CallerDep, service: ServiceDep, body: ReassignRequest) -> Response:
+    row = await service.reassign(
+        tenant_id=caller.tenant_id,
+        manager=caller.is_manager_level,
+        conversation_id=body.conversation_id,
+        target_operator_id=body.operator_id,
+    )
+    return ok(render_lifecycle(row))
+
+
+@router.post(
+    "/move_inbox",
+    response_model=RESPONSE,
+    responses=ERROR_RESPONSES,
+    summary="Move a conversation to another inbox of the tenant (manager)",
+)
+async def move_inbox(caller: CallerDep, service: ServiceDep, body: MoveInboxRequest) -> Response:
+    row = await service.move_to_inbox(
+        tenant_id=caller.tenant_id,
+        manager=caller.is_manager_level,
+        conversation_id=body.conversation_id,
+        target_inbox_id=body.inbox_id,
+    )
+    return ok(render_lifecycle(row))

@@ -10,10 +10,13 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
+import asyncpg
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 State = Literal["QUEUED", "ALLOCATED", "RESOLVED"]
+# A database row (asyncpg.Record) or any mapping with the same keys.
+Row = asyncpg.Record | Mapping[str, Any]
 
 
 class LabelRef(BaseModel):
@@ -58,7 +61,7 @@ class Allocation(ConversationBase):
 _BASE_FIELDS = tuple(ConversationBase.model_fields)
 
 
-def render_conversation(row: Mapping[str, Any]) -> dict[str, Any]:
+def render_conversation(row: Row) -> dict[str, Any]:
     """A row with CONVERSATION_COLUMNS and LABELS_JSON → the Conversation shape."""
     data = {field: row[field] for field in _BASE_FIELDS}
     # The labels arrive as JSON text built by PostgreSQL: embed it as is.
@@ -66,11 +69,11 @@ def render_conversation(row: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
-def render_lifecycle(row: Mapping[str, Any]) -> dict[str, Any]:
+def render_lifecycle(row: Row) -> dict[str, Any]:
     return {field: row[field] for field in _BASE_FIELDS}
 
 
-def render_allocation(row: Mapping[str, Any]) -> dict[str, Any]:
+def render_allocation(row: Row) -> dict[str, Any]:
     data = render_lifecycle(row)
     data["allocated_at"] = row["updated_at"]
     return data

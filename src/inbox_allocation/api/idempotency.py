@@ -1,0 +1,140 @@
+"""Idempotency for every POST, PUT and DELETE under /api/v1 (decisions.md).
+
+A pure ASGI middleware: it needs the raw request body (for the fingerprint) and the raw
+response (to store it byte for byte), which FastAPI dependencies cannot see. The rules and
+the storage live in `services.idempotency`.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inbox_allocation.api.responses import JSON_MEDIA_TYPE, error_response
+from inbox_allocation.domain.errors import ApiError
+from inbox_allocation.domain.ids import parse_uuid
+from inbox_allocation.services import idempotency as service
+
+KEY_HEADERS = (b"idempotency-key", b"x-idempotency-key")
+MAX_KEY_LENGTH = 255
+MUTATING_METHODS = frozenset({"POST", "PUT", "DELETE"})
+REPLAY_HEADERS = [(b"idempotent-replayed", b"true"), (b"x-idempotency-replay", b"true")]
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return dict(scope["headers"])
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in MUTATING_METHODS
+            or not scope["path"].startswith("/api/v1/")
+        ):
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        raw_key = next((headers[name] for name in KEY_HEADERS if headers.get(name)), None)
+        if raw_key is None:
+            await self.app(scope, receive, send)
+            return
+        key = raw_key.decode("latin-1")
+        if len(key) > MAX_KEY_LENGTH:
+            response = error_response(
+                400, "VALIDATION_ERROR", "validation failed",
+                [f"Idempotency-Key: at most {MAX_KEY_LENGTH} characters"],
+            )  # fmt: skip
+            await response(scope, receive, send)
+            return
+        tenant_id = parse_uuid(headers.get(b"x-tenant-id", b"").decode("latin-1"))
+        operator_id = parse_uuid(headers.get(b"x-operator-id", b"").decode("latin-1"))
+        if tenant_id is None or operator_id is None:
+            # The route's identity check answers (400/401); nothing to remember.
+            await self.app(scope, receive, send)
+            return
+
+        body = await _read_body(receive)
+        key_scope = service.Scope(tenant_id, operator_id, scope["method"], scope["path"], key)
+        request_hash = service.fingerprint(
+            scope["method"], scope["path"], scope["query_string"].decode("latin-1"), body
+        )
+        store = service.IdempotencyStore(
+            scope["app"].state.db, scope["app"].state.settings.idempotency_ttl
+        )
+        try:
+            outcome = await store.begin(key_scope, request_hash)
+        except ApiError as error:
+            await error_response(error.status, error.code, error.message)(scope, receive, send)
+            return
+
+        body_sent = False
+
+        async def replay_body() -> Message:
+            nonlocal body_sent
+            if body_sent:
+                return {"type": "http.disconnect"}
+            body_sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        if outcome is None:
+            await self.app(scope, replay_body, send)
+        elif isinstance(outcome, service.StoredResponse):
+            await self._replay(outcome, send)
+        else:
+            await self._run_and_store(
+                scope, replay_body, send, store=store, key_scope=key_scope, reservation=outcome
+            )
+
+    async def _run_and_store(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        store: service.IdempotencyStore,
+        key_scope: service.Scope,
+        reservation: service.Reservation,
+    ) -> None:
+        status = 500
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        except BaseException:
+            await store.release(key_scope, reservation)
+            raise
+        await store.complete(key_scope, reservation, status, b"".join(chunks))
+
+    @staticmethod
+    async def _replay(stored: service.StoredResponse, send: Send) -> None:
+        headers = list(REPLAY_HEADERS)
+        if stored.body:
+            headers += [
+                (b"content-type", JSON_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(stored.body)).encode()),
+            ]
+        await send({"type": "http.response.start", "status": stored.status, "headers": headers})
+        await send({"type": "http.response.body", "body": stored.body})

@@ -1,0 +1,35 @@
+"""Request bodies of claim, resolve, deallocate, reassign and move_inbox (strict JSON).
+
+Existing clients send the target under other names (the original's OpenAPI file): both are
+accepted (decisions.md); responses use the contract's names.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+
+from inbox_allocation.api.schemas.common import BodyUUID, RequestBody
+
+CONVERSATION_EXAMPLE = "70000000-0000-0000-0000-000000000005"
+
+
+class ConversationRef(RequestBody):
+    conversation_id: BodyUUID = Field(examples=[CONVERSATION_EXAMPLE])
+
+
+class ReassignRequest(RequestBody):
+    conversation_id: BodyUUID = Field(examples=[CONVERSATION_EXAMPLE])
+    operator_id: BodyUUID = Field(
+        validation_alias=AliasChoices("operator_id", "target_operator_id"),
+        description="The new assignee (alias: target_operator_id)",
+        examples=["30000000-0000-0000-0000-000000000005"],
+    )
+
+
+class MoveInboxRequest(RequestBody):
+    conversation_id: BodyUUID = Field(examples=[CONVERSATION_EXAMPLE])
+    inbox_id: BodyUUID = Field(
+        validation_alias=AliasChoices("inbox_id", "target_inbox_id"),
+        description="The destination inbox (alias: target_inbox_id)",
+        examples=["20000000-0000-0000-0000-000000000002"],
+    )

@@ -1,0 +1,66 @@
+"""Idempotency keys: reserve before running, store the result after, replay on retry.
+
+Scope (decisions.md): tenant, operator, method, path, key. The reservation is an INSERT of a
+row without a response; the unique scope constraint makes exactly one request the owner,
+also across service processes.
+"""
+
+# Reserve the key for this request, if the operator belongs to the tenant (otherwise the
+# request goes on without idempotency and is refused by the route with 401).
+# $1 tenant_id, $2 operator_id, $3 method, $4 path, $5 key, $6 fingerprint, $7 ttl
+RESERVE = """
+WITH caller AS (
+    SELECT o.id FROM operators o WHERE o.tenant_id = $1 AND o.id = $2
+),
+reserved AS (
+    INSERT INTO idempotency_keys
+        (key, tenant_id, operator_id, endpoint, method, request_hash, expires_at)
+    SELECT $5, $1, caller.id, $4, $3, $6, now() + $7::interval
+    FROM caller
+    ON CONFLICT (tenant_id, operator_id, method, endpoint, key) DO NOTHING
+    RETURNING id
+)
+SELECT (SELECT id FROM reserved) AS reserved_id, EXISTS (SELECT 1 FROM caller) AS caller_known
+"""
+
+# The row that holds the key (another request's reservation or stored result).
+# $1 tenant_id, $2 operator_id, $3 method, $4 path, $5 key, $6 seconds after which an
+# unfinished reservation is considered abandoned (its owner died)
+FIND = """
+SELECT id, request_hash, response_status, response_body,
+       expires_at <= now() AS expired,
+       response_status IS NULL AND created_at < now() - make_interval(secs => $6) AS abandoned
+FROM idempotency_keys
+WHERE tenant_id = $1 AND operator_id = $2 AND method = $3 AND endpoint = $4 AND key = $5
+"""
+
+# Forget an expired key, or an abandoned reservation, so the request can run again.
+# $1 tenant_id, $2 row id, $3 abandonment age in seconds
+FORGET_STALE = """
+DELETE FROM idempotency_keys
+WHERE tenant_id = $1 AND id = $2
+  AND (expires_at <= now()
+       OR (response_status IS NULL AND created_at < now() - make_interval(secs => $3)))
+"""
+
+# $1 tenant_id, $2 row id, $3 status, $4 body bytes
+STORE_RESULT = """
+UPDATE idempotency_keys
+SET response_status = $3, response_body = $4
+WHERE tenant_id = $1 AND id = $2
+"""
+
+# A 5xx (or a crash) is not stored: the client may retry and run it again.
+# $1 tenant_id, $2 row id
+RELEASE = """
+DELETE FROM idempotency_keys WHERE tenant_id = $1 AND id = $2 AND response_status IS NULL
+"""
+
+# Cleanup worker (all tenants, in bounded batches so no long-held locks).
+# $1 batch size
+DELETE_EXPIRED_BATCH = """
+DELETE FROM idempotency_keys
+WHERE id IN (SELECT id FROM idempotency_keys
+             WHERE expires_at < now()
+             LIMIT $1)
+"""

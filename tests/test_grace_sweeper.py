@@ -1,0 +1,163 @@
+"""The grace sweeper: releases only what is still held by an operator who stayed OFFLINE."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import httpx
+from fastapi import FastAPI
+
+from inbox_allocation.services.grace import GraceSweeper
+from tests.seed_ids import ACME_MANAGER, ACME_OP4, ACME_OP5, conversation, headers
+
+
+def sweeper(app: FastAPI, batch_size: int = 100) -> GraceSweeper:
+    return GraceSweeper(app.state.db, batch_size)
+
+
+async def expire_all(db: asyncpg.Pool) -> None:
+    await db.execute("UPDATE grace_period_assignments SET expires_at = now() - interval '1 s'")
+
+
+async def state_of(db: asyncpg.Pool, number: int) -> tuple[str, str | None]:
+    row = await db.fetchrow(
+        "SELECT state::text, assigned_operator_id::text FROM conversation_refs WHERE id = $1",
+        uuid.UUID(conversation(number)),
+    )
+    assert row is not None
+    return row["state"], row["assigned_operator_id"]
+
+
+async def go_offline(client: httpx.AsyncClient, operator: str) -> None:
+    response = await client.put(
+        "/api/v1/operator/status", headers=headers(operator), json={"status": "OFFLINE"}
+    )
+    assert response.status_code == 200
+
+
+async def test_releases_conversations_of_operators_still_offline(
+    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    await go_offline(client, ACME_OP4)  # grace rows for 7…05 and 7…07
+    await expire_all(db)
+    result = await sweeper(app).sweep()
+    assert await state_of(db, 5) == ("QUEUED", None)
+    assert await state_of(db, 7) == ("QUEUED", None)
+    # The other seed rows belong to AVAILABLE operators: removed, nothing released (D-48).
+    assert await state_of(db, 23) == ("ALLOCATED", "30000000-0000-0000-0000-000000000007")
+    assert (result.processed, result.released) == (6, 2)
+    assert await db.fetchval("SELECT count(*) FROM grace_period_assignments") == 0
+
+
+async def test_operator_back_before_expiry_keeps_everything(
+    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    await go_offline(client, ACME_OP4)
+    await expire_all(db)
+    await db.execute(
+        "UPDATE operator_status SET status = 'AVAILABLE' WHERE operator_id = $1",
+        uuid.UUID(ACME_OP4),
+    )  # back, but the rows were (artificially) left behind: the sweeper must not release
+    await sweeper(app).sweep()
+    assert await state_of(db, 5) == ("ALLOCATED", ACME_OP4)
+
+
+async def test_reassigned_conversation_is_not_released(
+    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    await go_offline(client, ACME_OP4)
+    await db.execute(
+        "UPDATE conversation_refs SET assigned_operator_id = $2 WHERE id = $1",
+        uuid.UUID(conversation(5)), uuid.UUID(ACME_OP5),
+    )  # fmt: skip
+    await expire_all(db)
+    await sweeper(app).sweep()
+    assert await state_of(db, 5) == ("ALLOCATED", ACME_OP5)
+    assert await state_of(db, 7) == ("QUEUED", None)
+
+
+async def test_unexpired_rows_are_left_alone(
+    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    await go_offline(client, ACME_OP4)  # expires in 5 minutes
+    result = await sweeper(app).sweep()
+    assert result.released == 0
+    assert await state_of(db, 5) == ("ALLOCATED", ACME_OP4)
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM grace_period_assignments WHERE operator_id = $1",
+            uuid.UUID(ACME_OP4),
+        )
+        == 2
+    )
+
+
+async def _many_offline_allocations(db: asyncpg.Pool, count: int) -> None:
+    """`count` extra conversations allocated to operator 04, who is OFFLINE, all expired."""
+    await db.executemany(
+        "INSERT INTO conversation_refs (tenant_id, inbox_id, external_conversation_id, "
+        "customer_phone_number, state, assigned_operator_id) "
+        "VALUES ('10000000-0000-0000-0000-000000000001', "
+        "'20000000-0000-0000-0000-000000000001', $1, '+15550001111', 'ALLOCATED', $2)",
+        [(f"grace-{n}", uuid.UUID(ACME_OP4)) for n in range(count)],
+    )
+
+
+async def test_one_run_drains_every_batch(
+    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    await _many_offline_allocations(db, 23)
+    await go_offline(client, ACME_OP4)  # 25 grace rows for 04
+    await expire_all(db)
+    result = await sweeper(app, batch_size=4).sweep()
+    assert result.released == 25
+    assert await db.fetchval("SELECT count(*) FROM grace_period_assignments") == 0
+
+
+async def test_overlapping_sweepers_release_each_conversation_once(
+    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    await _many_offline_allocations(db, 58)
+    await go_offline(client, ACME_OP4)  # 60 grace rows for 04
+    await expire_all(db)
+    results = await asyncio.gather(*(sweeper(app, batch_size=5).sweep() for _ in range(6)))
+    assert sum(r.released for r in results) == 60
+    assert sum(r.processed for r in results) == 64  # + the 4 other seed rows
+    queued_by_grace = await db.fetchval(
+        "SELECT count(*) FROM conversation_refs WHERE external_conversation_id LIKE 'grace-%' "
+        "AND state = 'QUEUED'"
+    )
+    assert queued_by_grace == 58
+
+
+async def test_sweeps_racing_status_flips_do_not_deadlock(
+    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    await _many_offline_allocations(db, 30)
+
+    async def flip() -> None:
+        for status in ("OFFLINE", "AVAILABLE") * 5:
+            await client.put("/api/v1/operator/status", headers=headers(ACME_OP4),
+                             json={"status": status})  # fmt: skip
+            await expire_all(db)
+
+    async def sweep_repeatedly() -> None:
+        for _ in range(10):
+            await sweeper(app, batch_size=3).sweep()
+
+    async def lifecycle() -> None:
+        for number in (5, 7):
+            await client.post("/api/v1/deallocate", headers=headers(ACME_MANAGER),
+                              json={"conversation_id": conversation(number)})  # fmt: skip
+
+    await asyncio.wait_for(asyncio.gather(flip(), sweep_repeatedly(), sweep_repeatedly(),
+                                          lifecycle()), timeout=60)  # fmt: skip
+    # Invariant: no grace row of an operator who is not OFFLINE survives a status change,
+    # and every released conversation is consistently QUEUED without an operator.
+    inconsistent = await db.fetchval(
+        "SELECT count(*) FROM conversation_refs WHERE (state = 'QUEUED') <> "
+        "(assigned_operator_id IS NULL) AND state <> 'RESOLVED'"
+    )
+    assert inconsistent == 0
