@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CLI := $(BIN)/inbox-allocation
 
 .PHONY: help setup db-up db-down migrate-up migrate-down seed build run test lint format \
-        openapi clean
+        openapi docs-check clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -71,6 +71,9 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 openapi: $(STAMP) ## Regenerate openapi.yaml from the application
 	@$(BIN)/python -m inbox_allocation.api.openapi > openapi.yaml
 	@echo "openapi.yaml updated"
+
+docs-check: $(STAMP) ## Load /docs in headless Chromium (apt-get install -y chromium); screenshot: build/docs.png
+	@$(BIN)/python -m tests.docs_check --screenshot build/docs.png --window-size 1280,4200
 
 clean: ## Remove the virtualenv, build artefacts and the embedded database's data
 	@rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .data src/*.egg-info

@@ -21,3 +21,130 @@ LABELS_JSON = """
         WHERE cl.conversation_id = c.id
     ), '[]') AS labels
 """
+
+# Visibility of a caller with role OPERATOR: only conversations in the inboxes it is
+# subscribed to (no subscriptions → no rows). A fragment AND-ed into the WHERE of the list and
+# the search; `{n}` is the number of its one parameter, the caller's operator id.
+VISIBLE_TO_OPERATOR = """
+  AND c.inbox_id IN (
+      SELECT s.inbox_id
+      FROM operator_inbox_subscriptions s
+      JOIN operators o ON o.id = s.operator_id
+      WHERE o.tenant_id = $1 AND s.operator_id = ${n}::uuid)
+"""
+
+# ---- GET /conversations: keyset-paginated list ------------------------------------------
+#
+# One statement per sort order; the rows strictly after the cursor, in the sort's order.
+# Parameters common to the three:
+#   $1 tenant_id, $2 row limit (per_page + 1: the extra row tells whether more exist),
+#   $3 cursor last_message_at, $4 cursor id (both NULL on the first page);
+#   LIST_BY_PRIORITY also has $5 cursor score (NULL on the first page).
+# `/*filters*/` is replaced by zero or more of the LIST_WHERE_* / VISIBLE_TO_OPERATOR
+# fragments, whose parameters are numbered after the statement's own.
+
+LIST_NEWEST = f"""
+SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
+FROM conversation_refs c
+WHERE c.tenant_id = $1
+  AND ($3::timestamptz IS NULL OR (c.last_message_at, c.id) < ($3, $4::uuid))
+  /*filters*/
+ORDER BY c.last_message_at DESC, c.id DESC
+LIMIT $2
+"""
+
+LIST_OLDEST = f"""
+SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
+FROM conversation_refs c
+WHERE c.tenant_id = $1
+  AND ($3::timestamptz IS NULL OR (c.last_message_at, c.id) > ($3, $4::uuid))
+  /*filters*/
+ORDER BY c.last_message_at ASC, c.id ASC
+LIMIT $2
+"""
+
+_LIST_BY_PRIORITY_TEMPLATE = f"""
+SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}, p.score AS sort_score
+FROM conversation_refs c
+LEFT JOIN tenants t ON t.id = c.tenant_id
+CROSS JOIN LATERAL (SELECT (/*score*/)::float8 AS score) p
+WHERE c.tenant_id = $1
+  AND ($5::float8 IS NULL
+       OR p.score < $5
+       OR (p.score = $5 AND (c.last_message_at, c.id) > ($3::timestamptz, $4::uuid)))
+  /*filters*/
+ORDER BY p.score DESC, c.last_message_at ASC, c.id ASC
+LIMIT $2
+"""
+
+
+def list_by_priority(score: str) -> str:
+    """The priority list for a given SQL expression of conversation `c`'s priority.
+
+    The order is the allocation order (contract §6.7: score DESC, longest waiting first) with
+    `id` as the final tie-break, so `sort=priority` lists conversations in the order
+    /allocate hands them out. The expression may use `c` and `t` (the conversation's tenant
+    row, e.g. its weights: the join is dropped by the planner when unused); it is evaluated
+    once per row as float8 and the cursor carries that value.
+    """
+    return _LIST_BY_PRIORITY_TEMPLATE.replace("/*score*/", score)
+
+
+# Today the stored score; the live formula of decisions.md replaces this one argument.
+LIST_BY_PRIORITY = list_by_priority("c.priority_score")
+
+# Filters of the list, AND-ed into the WHERE; `{n}` is the number of the fragment's one
+# parameter. Each is anchored on the tenant like every statement here: `(c.tenant_id, col) =
+# ($1, $n)` is `c.tenant_id = $1 AND col = $n` (and matches the (tenant_id, …) indexes).
+LIST_WHERE_STATE = """
+  AND (c.tenant_id, c.state) = ($1, ${n}::conversation_state)
+"""
+
+LIST_WHERE_INBOX = """
+  AND (c.tenant_id, c.inbox_id) = ($1, ${n}::uuid)
+"""
+
+LIST_WHERE_ASSIGNED_TO = """
+  AND (c.tenant_id, c.assigned_operator_id) = ($1, ${n}::uuid)
+"""
+
+# The conversation carries the label (a label of the tenant: another tenant's id matches
+# nothing). Fixes D-32, where this filter never returned a row.
+LIST_WHERE_HAS_LABEL = """
+  AND EXISTS (
+      SELECT 1
+      FROM conversation_labels cl
+      JOIN labels l ON l.id = cl.label_id
+      WHERE cl.conversation_id = c.id AND l.tenant_id = $1 AND l.id = ${n}::uuid)
+"""
+
+# ---- GET /conversations/{id} -------------------------------------------------------------
+
+# The conversation with its labels, and whether the caller is subscribed to its inbox (the
+# access rule for role OPERATOR).
+# $1 tenant_id, $2 conversation id, $3 caller's operator id
+GET_CONVERSATION = f"""
+SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON},
+       EXISTS (
+           SELECT 1
+           FROM operator_inbox_subscriptions s
+           JOIN operators o ON o.id = s.operator_id
+           WHERE o.tenant_id = $1 AND s.operator_id = $3 AND s.inbox_id = c.inbox_id
+       ) AS caller_subscribed
+FROM conversation_refs c
+WHERE c.tenant_id = $1 AND c.id = $2
+"""
+
+# ---- GET /search -------------------------------------------------------------------------
+
+# Exact match on the customer's number in either written form (uses idx_conversations_phone).
+# `/*filters*/` is VISIBLE_TO_OPERATOR (its parameter $5) for role OPERATOR, else empty.
+# $1 tenant_id, $2 number as "+digits", $3 the same without "+", $4 row limit
+SEARCH_BY_PHONE = f"""
+SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
+FROM conversation_refs c
+WHERE c.tenant_id = $1 AND c.customer_phone_number IN ($2, $3)
+  /*filters*/
+ORDER BY c.created_at DESC, c.id DESC
+LIMIT $4
+"""

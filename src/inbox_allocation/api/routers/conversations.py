@@ -1,5 +1,170 @@
-"""(to be written)"""
+"""GET /api/v1/conversations (list), /conversations/{id} and /search (contract §3.19–3.21)."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Path, Query
+from starlette.responses import Response
+
+from inbox_allocation.api.deps import CallerDep, DbDep
+from inbox_allocation.api.errors import ERROR_RESPONSES
+from inbox_allocation.api.params import parse_id
+from inbox_allocation.api.responses import ok
+from inbox_allocation.api.schemas.conversation_queries import (
+    ConversationList,
+    SearchResult,
+    parse_list_query,
+    parse_search_query,
+)
+from inbox_allocation.api.schemas.conversations import Conversation, render_conversation
+from inbox_allocation.api.schemas.envelope import Envelope
+from inbox_allocation.services.conversations import ConversationService
+
+router = APIRouter(prefix="/api/v1", tags=["conversations"])
+
+SEED_INBOX = "20000000-0000-0000-0000-000000000001"
+SEED_OPERATOR = "30000000-0000-0000-0000-000000000004"
+SEED_LABEL = "60000000-0000-0000-0000-000000000001"
+SEED_CONVERSATION = "70000000-0000-0000-0000-000000000001"
+
+
+async def conversation_service(db: DbDep) -> ConversationService:
+    return ConversationService(db)
+
+
+ServiceDep = Annotated[ConversationService, Depends(conversation_service)]
+
+
+async def conversation_id_path(
+    id: Annotated[str, Path(description="Conversation UUID", examples=[SEED_CONVERSATION])],
+) -> UUID:
+    return parse_id(id, "conversation id")
+
+
+ConversationIdDep = Annotated[UUID, Depends(conversation_id_path)]
+
+_LIST_DESCRIPTION = """
+Keyset-paginated: pass `meta.next_cursor` back as `cursor` (with the same `sort`) for the
+next page; `has_more` is true only when more rows exist.
+
+Orders: `newest` (default) = last_message_at DESC, id DESC; `oldest` = last_message_at ASC,
+id ASC; `priority` = priority_score DESC, last_message_at ASC, id ASC — the order in which
+/allocate hands conversations out.
+
+Role OPERATOR sees only the inboxes it is subscribed to; MANAGER and ADMIN the whole tenant.
+An invalid filter, sort or cursor is 400 VALIDATION_ERROR.
+"""
+
+
+@router.get(
+    "/conversations",
+    response_model=Envelope[ConversationList],
+    responses=ERROR_RESPONSES,
+    summary="List conversations",
+    description=_LIST_DESCRIPTION,
+)
+@router.get("/conversations/", include_in_schema=False)
+async def list_conversations(
+    *,
+    caller: CallerDep,
+    service: ServiceDep,
+    state: Annotated[
+        str | None,
+        Query(description="QUEUED, ALLOCATED or RESOLVED (case-sensitive)", examples=["QUEUED"]),
+    ] = None,
+    inbox_id: Annotated[
+        str | None, Query(description="Only this inbox", examples=[SEED_INBOX])
+    ] = None,
+    operator_id: Annotated[
+        str | None,
+        Query(description="Only conversations assigned to this operator", examples=[SEED_OPERATOR]),
+    ] = None,
+    label_id: Annotated[
+        str | None, Query(description="Only conversations with this label", examples=[SEED_LABEL])
+    ] = None,
+    sort: Annotated[
+        str | None,
+        Query(
+            description="newest (default), oldest or priority; case-insensitive",
+            examples=["priority"],
+        ),
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(description="`meta.next_cursor` of the previous page")
+    ] = None,
+    per_page: Annotated[
+        str | None,
+        Query(
+            description="Page size: default 50; < 1 or not an integer → 50; > 100 → 100",
+            examples=["20"],
+        ),
+    ] = None,
+) -> Response:
+    query = parse_list_query(
+        state=state,
+        inbox_id=inbox_id,
+        operator_id=operator_id,
+        label_id=label_id,
+        sort=sort,
+        cursor=cursor,
+        per_page=per_page,
+    )
+    page = await service.list_page(
+        tenant_id=caller.tenant_id, operator_id=caller.operator_id, role=caller.role, query=query
+    )
+    meta: dict[str, object] = {"has_more": page.has_more, "count": len(page.rows)}
+    if page.next_cursor is not None:
+        meta["next_cursor"] = page.next_cursor
+    conversations = [render_conversation(row) for row in page.rows]
+    return ok({"conversations": conversations, "meta": meta})
+
+
+@router.get(
+    "/conversations/{id}",
+    response_model=Envelope[Conversation],
+    responses=ERROR_RESPONSES,
+    summary="One conversation, with its labels",
+    description="404 NOT_FOUND also when a caller with role OPERATOR is not subscribed to "
+    "the conversation's inbox.",
+)
+async def get_conversation(
+    caller: CallerDep, conversation_id: ConversationIdDep, service: ServiceDep
+) -> Response:
+    row = await service.get(
+        tenant_id=caller.tenant_id,
+        operator_id=caller.operator_id,
+        role=caller.role,
+        conversation_id=conversation_id,
+    )
+    return ok(render_conversation(row))
+
+
+@router.get(
+    "/search",
+    response_model=Envelope[SearchResult],
+    responses=ERROR_RESPONSES,
+    summary="Find conversations by customer phone number",
+    description=(
+        "Exact match on the number after removing spaces, dashes, dots and parentheses; "
+        "`+14155551001`, `%2B14155551001` and `14155551001` all find `+14155551001`. Newest "
+        "first (created_at), at most 100. Role OPERATOR sees only its subscribed inboxes."
+    ),
+)
+async def search_conversations(
+    caller: CallerDep,
+    service: ServiceDep,
+    phone: Annotated[
+        str | None, Query(description="Customer phone number", examples=["+14155551001"])
+    ] = None,
+    q: Annotated[str | None, Query(description="Alias of `phone`")] = None,
+) -> Response:
+    query = parse_search_query(phone=phone, q=q)
+    rows = await service.search(
+        tenant_id=caller.tenant_id, operator_id=caller.operator_id, role=caller.role, phone=query
+    )
+    conversations = [render_conversation(row) for row in rows]
+    return ok(
+        {"conversations": conversations, "meta": {"query": query.display, "count": len(rows)}}
+    )

@@ -62,15 +62,17 @@ class ListMeta(BaseModel):
 
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 100
+# `?page` beyond this is read as this (JSON numbers in `meta` must stay within 64 bits).
+MAX_PAGE = 2**31 - 1
 
 
 def clamp_page(raw: str | None) -> int:
-    """`?page`: default 1; < 1 or not an integer → 1."""
+    """`?page`: default 1; < 1 or not an integer → 1; capped at MAX_PAGE."""
     try:
         page = int(raw) if raw is not None else 1
     except ValueError:
         return 1
-    return max(page, 1)
+    return min(max(page, 1), MAX_PAGE)
 
 
 def clamp_per_page(raw: str | None) -> int:

@@ -1,0 +1,219 @@
+"""Reading conversations: the keyset-paginated list, one conversation, search by phone.
+
+Visibility (contract §3.19–3.21): role OPERATOR sees only the inboxes it is subscribed to;
+MANAGER and ADMIN see the whole tenant. Every conversation carries its labels (D-31), loaded
+by the same statement (one round trip per page).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from inbox_allocation.db.pool import Database
+from inbox_allocation.domain.enums import ConversationState, Role
+from inbox_allocation.domain.errors import NotFound
+from inbox_allocation.domain.ids import parse_uuid
+from inbox_allocation.sql import conversations as sql
+
+MAX_CURSOR_CHARS = 512
+SEARCH_LIMIT = 100  # contract §3.21: at most 100 rows, no pagination
+
+
+class ListSort(StrEnum):
+    NEWEST = "newest"  # last_message_at DESC, id DESC
+    OLDEST = "oldest"  # last_message_at ASC, id ASC
+    PRIORITY = "priority"  # score DESC, last_message_at ASC, id ASC (the allocation order)
+
+
+class InvalidCursor(ValueError):
+    """The cursor is not one this service issued (or was issued for another sort)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Position after the last row of a page: the sort and that row's key values.
+
+    Opaque to clients: URL-safe base64 (with padding) of a JSON object
+    `{"sort", "ts", "id"[, "score"]}`. `score` (priority only) is the float8 the list
+    ordered by, so the next page continues exactly where this one stopped.
+    """
+
+    sort: ListSort
+    last_message_at: datetime
+    id: UUID
+    score: float | None = None
+
+    @classmethod
+    def after(cls, sort: ListSort, row: asyncpg.Record) -> Cursor:
+        score = float(row["sort_score"]) if sort is ListSort.PRIORITY else None
+        return cls(sort, row["last_message_at"], row["id"], score)
+
+    def encode(self) -> str:
+        payload: dict[str, Any] = {
+            "sort": self.sort.value,
+            "ts": self.last_message_at.isoformat(),
+            "id": str(self.id),
+        }
+        if self.score is not None:
+            payload["score"] = self.score
+        return base64.urlsafe_b64encode(orjson.dumps(payload)).decode("ascii")
+
+    @classmethod
+    def decode(cls, token: str, sort: ListSort) -> Cursor:
+        """The cursor in `token`, which must have been issued for `sort`."""
+        if len(token) > MAX_CURSOR_CHARS:
+            raise InvalidCursor("is too long")
+        try:
+            raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+            payload = orjson.loads(raw)
+        except (binascii.Error, ValueError) as exc:  # orjson.JSONDecodeError is a ValueError
+            raise InvalidCursor("is not a cursor issued by this service") from exc
+        if not isinstance(payload, dict):
+            raise InvalidCursor("is not a cursor issued by this service")
+        if payload.get("sort") != sort.value:
+            raise InvalidCursor(f"was issued for another sort (not sort={sort.value})")
+        ts, raw_id, score = payload.get("ts"), payload.get("id"), payload.get("score")
+        try:
+            last_message_at = datetime.fromisoformat(ts) if isinstance(ts, str) else None
+        except ValueError:
+            last_message_at = None
+        conversation_id = parse_uuid(raw_id) if isinstance(raw_id, str) else None
+        if last_message_at is None or last_message_at.tzinfo is None or conversation_id is None:
+            raise InvalidCursor("is not a cursor issued by this service")
+        if sort is not ListSort.PRIORITY:
+            return cls(sort, last_message_at, conversation_id)
+        if (
+            not isinstance(score, int | float)
+            or isinstance(score, bool)
+            or not math.isfinite(score)
+        ):
+            raise InvalidCursor("is not a cursor issued by this service")
+        return cls(sort, last_message_at, conversation_id, float(score))
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """A validated GET /conversations request."""
+
+    sort: ListSort = ListSort.NEWEST
+    per_page: int = 50
+    cursor: Cursor | None = None
+    state: ConversationState | None = None
+    inbox_id: UUID | None = None
+    assigned_operator_id: UUID | None = None
+    label_id: UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationPage:
+    rows: list[asyncpg.Record]
+    has_more: bool
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneQuery:
+    """A normalised phone search: the number as reported and the stored forms it matches."""
+
+    display: str
+    candidates: tuple[str, str]
+
+
+def normalise_phone(text: str) -> PhoneQuery | None:
+    """Trim and drop spaces, dashes, dots and parentheses (D-35 port).
+
+    A `+` sent unencoded in a query string arrives as a space, so the number matches both
+    `+digits` (E.164, how numbers are stored) and `digits`; it is reported as `+digits` when
+    it is a plain digit string. None when nothing is left to search for.
+    """
+    compact = text.strip().translate(str.maketrans("", "", " -.()"))
+    bare = compact.removeprefix("+")
+    if not bare or "\x00" in bare:  # PostgreSQL text cannot hold NUL
+        return None
+    display = f"+{bare}" if bare.isascii() and bare.isdigit() else compact
+    return PhoneQuery(display, (f"+{bare}", bare))
+
+
+_LIST_STATEMENTS: dict[ListSort, str] = {
+    ListSort.NEWEST: sql.LIST_NEWEST,
+    ListSort.OLDEST: sql.LIST_OLDEST,
+    ListSort.PRIORITY: sql.LIST_BY_PRIORITY,
+}
+
+
+class _Fragments:
+    """WHERE fragments appended to a statement, numbering their parameters after its own."""
+
+    def __init__(self, args: list[Any]) -> None:
+        self.args = args
+        self.sql: list[str] = []
+
+    def add(self, fragment: str, value: Any) -> None:
+        self.args.append(value)
+        self.sql.append(fragment.format(n=len(self.args)))
+
+    def into(self, statement: str) -> str:
+        return statement.replace("/*filters*/", "".join(self.sql).strip())
+
+
+class ConversationService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def list_page(
+        self, *, tenant_id: UUID, operator_id: UUID, role: Role, query: ListQuery
+    ) -> ConversationPage:
+        cursor = query.cursor
+        args: list[Any] = [
+            tenant_id,
+            query.per_page + 1,
+            cursor.last_message_at if cursor else None,
+            cursor.id if cursor else None,
+        ]
+        if query.sort is ListSort.PRIORITY:
+            args.append(cursor.score if cursor else None)
+        where = _Fragments(args)
+        if query.state is not None:
+            where.add(sql.LIST_WHERE_STATE, query.state.value)
+        if query.inbox_id is not None:
+            where.add(sql.LIST_WHERE_INBOX, query.inbox_id)
+        if query.assigned_operator_id is not None:
+            where.add(sql.LIST_WHERE_ASSIGNED_TO, query.assigned_operator_id)
+        if query.label_id is not None:
+            where.add(sql.LIST_WHERE_HAS_LABEL, query.label_id)
+        if role is Role.OPERATOR:
+            where.add(sql.VISIBLE_TO_OPERATOR, operator_id)
+        rows = await self.db.fetch(where.into(_LIST_STATEMENTS[query.sort]), *args)
+        if len(rows) <= query.per_page:
+            return ConversationPage(rows, has_more=False)
+        page = rows[: query.per_page]
+        return ConversationPage(page, True, Cursor.after(query.sort, page[-1]).encode())
+
+    async def get(
+        self, *, tenant_id: UUID, operator_id: UUID, role: Role, conversation_id: UUID
+    ) -> asyncpg.Record:
+        """Missing, another tenant's, or in an inbox an OPERATOR is not subscribed to → 404."""
+        row = await self.db.fetchrow(sql.GET_CONVERSATION, tenant_id, conversation_id, operator_id)
+        if row is None or (role is Role.OPERATOR and not row["caller_subscribed"]):
+            raise NotFound("conversation not found")
+        return row
+
+    async def search(
+        self, *, tenant_id: UUID, operator_id: UUID, role: Role, phone: PhoneQuery
+    ) -> list[asyncpg.Record]:
+        """Exact number match, newest first (created_at DESC, id DESC), at most 100 rows."""
+        with_plus, bare = phone.candidates
+        where = _Fragments([tenant_id, with_plus, bare, SEARCH_LIMIT])
+        if role is Role.OPERATOR:
+            where.add(sql.VISIBLE_TO_OPERATOR, operator_id)
+        return await self.db.fetch(where.into(sql.SEARCH_BY_PHONE), *where.args)

@@ -1,0 +1,71 @@
+"""The caller's tenant: reading it and changing its priority weights."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from uuid import UUID
+
+import asyncpg
+
+from inbox_allocation.db.pool import Database
+from inbox_allocation.domain.errors import NotFound, ValidationFailed
+from inbox_allocation.sql import tenants as sql
+
+# |alpha + beta − 1| may be at most this (contract §6.12).
+WEIGHT_SUM_TOLERANCE = Decimal("0.01")
+
+
+def weight_rule_failures(alpha: float, beta: float) -> list[str]:
+    """One entry per failed rule (contract §3.18).
+
+    The rules are evaluated on the decimals the client wrote (0.6 + 0.41 is exactly 1.01,
+    within the tolerance), not on binary floats (where it is 1.0099999999999998…).
+    """
+    if not (math.isfinite(alpha) and math.isfinite(beta)):
+        return ["alpha, beta: must be finite numbers"]
+    exact_alpha, exact_beta = _exact(alpha), _exact(beta)
+    failures = []
+    if not 0 <= exact_alpha <= 1:
+        failures.append("alpha: must be between 0 and 1")
+    if not 0 <= exact_beta <= 1:
+        failures.append("beta: must be between 0 and 1")
+    if abs(exact_alpha + exact_beta - 1) > WEIGHT_SUM_TOLERANCE:
+        failures.append("alpha + beta: must be 1 (within 0.01)")
+    return failures
+
+
+class TenantService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, *, tenant_id: UUID) -> asyncpg.Record:
+        row = await self.db.fetchrow(sql.GET_TENANT, tenant_id)
+        if row is None:
+            raise NotFound("tenant not found")
+        return row
+
+    async def update_weights(
+        self, *, tenant_id: UUID, operator_id: UUID, alpha: float, beta: float
+    ) -> asyncpg.Record:
+        """Store the weights (rounded by the numeric(5,4) columns) and return the tenant as
+        stored (D-42). `operator_id` (the caller) is recorded as `updated_by`.
+
+        Runs in its own transaction so that anything derived from the weights (e.g. stored
+        priority keys) can be recomputed atomically with the change.
+        """
+        failures = weight_rule_failures(alpha, beta)
+        if failures:
+            raise ValidationFailed(details=failures)
+        async with self.db.transaction() as conn:
+            row: asyncpg.Record | None = await conn.fetchrow(
+                sql.UPDATE_WEIGHTS, tenant_id, _exact(alpha), _exact(beta), operator_id
+            )
+            if row is None:
+                raise NotFound("tenant not found")
+            return row
+
+
+def _exact(value: float) -> Decimal:
+    """The decimal the client wrote (0.1 → Decimal('0.1'), not 0.1000000000000000055…)."""
+    return Decimal(repr(value))

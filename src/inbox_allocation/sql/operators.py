@@ -1,0 +1,122 @@
+"""Operators of a tenant. Every statement filters on the tenant (`tenant_id = $1`)."""
+
+# The columns of an Operator response (contract §4.5), from alias `o`.
+OPERATOR_COLUMNS = "o.id, o.tenant_id, o.role::text AS role, o.created_at, o.updated_at"
+
+# One page of the tenant's operators, newest first, each row carrying the number of all of
+# them (`total`).
+# $1 tenant_id, $2 limit, $3 offset
+LIST_OPERATORS = f"""
+SELECT {OPERATOR_COLUMNS}, count(*) OVER () AS total
+FROM operators o
+WHERE o.tenant_id = $1
+ORDER BY o.created_at DESC, o.id DESC
+LIMIT $2 OFFSET $3
+"""
+
+# $1 tenant_id
+COUNT_OPERATORS = """
+SELECT count(*) FROM operators WHERE tenant_id = $1
+"""
+
+# $1 tenant_id, $2 operator_id
+GET_OPERATOR = f"""
+SELECT {OPERATOR_COLUMNS}
+FROM operators o
+WHERE o.tenant_id = $1 AND o.id = $2
+"""
+
+# $1 tenant_id, $2 new operator id, $3 role
+INSERT_OPERATOR = """
+INSERT INTO operators AS o (id, tenant_id, role)
+VALUES ($2, $1, $3::operator_role)
+RETURNING o.id, o.tenant_id, o.role::text AS role, o.created_at, o.updated_at
+"""
+
+# Every new operator starts OFFLINE (contract §3.12).
+# $1 tenant_id, $2 operator_id
+INSERT_OFFLINE_STATUS = """
+INSERT INTO operator_status (operator_id, status)
+SELECT o.id, 'OFFLINE'
+FROM operators o
+WHERE o.tenant_id = $1 AND o.id = $2
+"""
+
+# Serialises every role change and deletion in the tenant, so the "last ADMIN" count below
+# cannot be raced (two admins demoting each other). NO KEY UPDATE conflicts with itself but
+# not with the key-share locks foreign keys take, so inserts elsewhere in the tenant go on.
+# $1 tenant_id
+LOCK_TENANT = """
+SELECT id AS tenant_id FROM tenants WHERE id = $1 FOR NO KEY UPDATE
+"""
+
+# Read under the tenant lock: how many ADMINs the tenant has, and whether the caller is still
+# one of them (a concurrent request may have demoted or deleted it meanwhile).
+# $1 tenant_id, $2 caller operator_id
+ADMIN_CENSUS = """
+SELECT count(*) FILTER (WHERE role = 'ADMIN') AS admins,
+       COALESCE(bool_or(id = $2 AND role = 'ADMIN'), false) AS caller_is_admin
+FROM operators
+WHERE tenant_id = $1
+"""
+
+# The target of a role change, locked for the update.
+# $1 tenant_id, $2 operator_id
+LOCK_OPERATOR_FOR_UPDATE = """
+SELECT id, tenant_id, role::text AS role
+FROM operators
+WHERE tenant_id = $1 AND id = $2
+FOR NO KEY UPDATE
+"""
+
+# The target of a deletion. Its status row is locked first (allocation and status changes
+# hold it while they assign conversations), then the operator row FOR UPDATE, which makes
+# new foreign-key references to it (reassign, grace rows) wait: after this no conversation
+# can be assigned to the operator behind the re-queue below.
+# $1 tenant_id, $2 operator_id
+LOCK_STATUS_FOR_DELETE = """
+SELECT s.operator_id
+FROM operator_status s
+JOIN operators o ON o.id = s.operator_id
+WHERE o.tenant_id = $1 AND s.operator_id = $2
+FOR UPDATE OF s
+"""
+
+# $1 tenant_id, $2 operator_id
+LOCK_OPERATOR_FOR_DELETE = """
+SELECT id, tenant_id, role::text AS role
+FROM operators
+WHERE tenant_id = $1 AND id = $2
+FOR UPDATE
+"""
+
+# $1 tenant_id, $2 operator_id, $3 new role
+UPDATE_ROLE = """
+UPDATE operators AS o
+SET role = $3::operator_role, updated_at = now()
+WHERE o.tenant_id = $1 AND o.id = $2
+RETURNING o.id, o.tenant_id, o.role::text AS role, o.created_at, o.updated_at
+"""
+
+# Before an operator is deleted its ALLOCATED conversations go back to the queue (D-36: the
+# original left them ALLOCATED to nobody) and their grace rows are dropped.
+# $1 tenant_id, $2 operator_id
+REQUEUE_OPERATOR_CONVERSATIONS = """
+WITH requeued AS (
+    UPDATE conversation_refs c
+    SET state = 'QUEUED', assigned_operator_id = NULL, updated_at = now()
+    WHERE c.tenant_id = $1 AND c.assigned_operator_id = $2 AND c.state = 'ALLOCATED'
+    RETURNING c.id
+)
+DELETE FROM grace_period_assignments g
+USING requeued r
+WHERE g.conversation_id = r.id
+"""
+
+# Cascades (schema): status row, subscriptions, grace rows, idempotency keys; labels'
+# created_by and resolved conversations' assigned_operator_id become NULL.
+# $1 tenant_id, $2 operator_id
+DELETE_OPERATOR = """
+DELETE FROM operators
+WHERE tenant_id = $1 AND id = $2
+"""

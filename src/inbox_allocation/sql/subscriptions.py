@@ -1,0 +1,116 @@
+"""Operator ↔ inbox subscriptions.
+
+operator_inbox_subscriptions has no tenant_id column: every statement reaches it through
+the inbox and/or the operator, filtered by `tenant_id = $1`.
+"""
+
+# Existence checks that also keep the row from being deleted until the transaction ends
+# (FOR KEY SHARE: the same lock the foreign key of a new subscription takes).
+# $1 tenant_id, $2 inbox_id
+LOCK_INBOX = """
+SELECT id FROM inboxes WHERE tenant_id = $1 AND id = $2 FOR KEY SHARE
+"""
+
+# $1 tenant_id, $2 operator_id
+LOCK_OPERATOR = """
+SELECT id FROM operators WHERE tenant_id = $1 AND id = $2 FOR KEY SHARE
+"""
+
+# Plain existence checks for reads.
+# $1 tenant_id, $2 inbox_id
+INBOX_EXISTS = """
+SELECT EXISTS (SELECT 1 FROM inboxes WHERE tenant_id = $1 AND id = $2)
+"""
+
+# $1 tenant_id, $2 operator_id
+OPERATOR_EXISTS = """
+SELECT EXISTS (SELECT 1 FROM operators WHERE tenant_id = $1 AND id = $2)
+"""
+
+# One page of an inbox's subscriptions (oldest first, then operator id), each row carrying
+# the number of all of them (`total`).
+# $1 tenant_id, $2 inbox_id, $3 limit, $4 offset
+LIST_BY_INBOX = """
+SELECT s.id, s.operator_id, s.inbox_id, s.created_at, count(*) OVER () AS total
+FROM operator_inbox_subscriptions s
+JOIN inboxes i ON i.id = s.inbox_id AND i.tenant_id = $1
+JOIN operators o ON o.id = s.operator_id AND o.tenant_id = $1
+WHERE s.inbox_id = $2
+ORDER BY s.created_at, s.operator_id
+LIMIT $3 OFFSET $4
+"""
+
+# $1 tenant_id, $2 inbox_id
+COUNT_BY_INBOX = """
+SELECT count(*)
+FROM operator_inbox_subscriptions s
+JOIN inboxes i ON i.id = s.inbox_id AND i.tenant_id = $1
+JOIN operators o ON o.id = s.operator_id AND o.tenant_id = $1
+WHERE s.inbox_id = $2
+"""
+
+# One page of an operator's subscriptions (oldest first, then inbox id), with `total`.
+# $1 tenant_id, $2 operator_id, $3 limit, $4 offset
+LIST_BY_OPERATOR = """
+SELECT s.id, s.operator_id, s.inbox_id, s.created_at, count(*) OVER () AS total
+FROM operator_inbox_subscriptions s
+JOIN inboxes i ON i.id = s.inbox_id AND i.tenant_id = $1
+JOIN operators o ON o.id = s.operator_id AND o.tenant_id = $1
+WHERE s.operator_id = $2
+ORDER BY s.created_at, s.inbox_id
+LIMIT $3 OFFSET $4
+"""
+
+# $1 tenant_id, $2 operator_id
+COUNT_BY_OPERATOR = """
+SELECT count(*)
+FROM operator_inbox_subscriptions s
+JOIN inboxes i ON i.id = s.inbox_id AND i.tenant_id = $1
+JOIN operators o ON o.id = s.operator_id AND o.tenant_id = $1
+WHERE s.operator_id = $2
+"""
+
+# Subscribe; an existing pair inserts nothing (no row returned). The inbox and the operator
+# have been checked (and key-share locked) as the tenant's by LOCK_INBOX / LOCK_OPERATOR;
+# the tenant filter repeats that here.
+# $1 tenant_id, $2 inbox_id, $3 operator_id, $4 new subscription id
+INSERT_SUBSCRIPTION = """
+INSERT INTO operator_inbox_subscriptions AS s (id, operator_id, inbox_id)
+SELECT $4, o.id, i.id
+FROM inboxes i
+JOIN operators o ON o.tenant_id = i.tenant_id
+WHERE i.tenant_id = $1 AND i.id = $2 AND o.id = $3
+ON CONFLICT (operator_id, inbox_id) DO NOTHING
+RETURNING s.id, s.operator_id, s.inbox_id, s.created_at
+"""
+
+# $1 tenant_id, $2 inbox_id, $3 operator_id
+GET_SUBSCRIPTION = """
+SELECT s.id, s.operator_id, s.inbox_id, s.created_at
+FROM operator_inbox_subscriptions s
+JOIN inboxes i ON i.id = s.inbox_id AND i.tenant_id = $1
+WHERE s.inbox_id = $2 AND s.operator_id = $3
+"""
+
+# $1 tenant_id, $2 inbox_id, $3 operator_id
+DELETE_SUBSCRIPTION = """
+DELETE FROM operator_inbox_subscriptions s
+USING inboxes i
+WHERE i.id = s.inbox_id AND i.tenant_id = $1 AND s.inbox_id = $2 AND s.operator_id = $3
+"""
+
+# Unsubscribing returns the operator's conversations in that inbox to the queue (D-37) and
+# drops their grace rows, which no longer have anything to expire.
+# $1 tenant_id, $2 inbox_id, $3 operator_id
+REQUEUE_OPERATOR_IN_INBOX = """
+WITH requeued AS (
+    UPDATE conversation_refs c
+    SET state = 'QUEUED', assigned_operator_id = NULL, updated_at = now()
+    WHERE c.tenant_id = $1 AND c.inbox_id = $2 AND c.assigned_operator_id = $3
+      AND c.state = 'ALLOCATED'
+    RETURNING c.id
+)
+DELETE FROM grace_period_assignments g
+USING requeued r
+WHERE g.conversation_id = r.id
+"""

@@ -1,0 +1,202 @@
+"""GET /api/v1/conversations/{id} (§3.20) and GET /api/v1/search (§3.21)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from inbox_allocation.api.schemas.conversation_queries import SearchResult
+from inbox_allocation.api.schemas.conversations import Conversation
+from inbox_allocation.api.schemas.envelope import Envelope, ErrorEnvelope
+
+ACME = "10000000-0000-0000-0000-000000000001"
+TECHSTART = "10000000-0000-0000-0000-000000000002"
+ACME_ADMIN = "30000000-0000-0000-0000-000000000001"
+ACME_MANAGER = "30000000-0000-0000-0000-000000000002"
+ACME_OPERATOR_INBOX_1 = "30000000-0000-0000-0000-000000000004"
+ACME_OPERATOR_INBOX_2 = "30000000-0000-0000-0000-000000000007"
+TECHSTART_ADMIN = "30000000-0000-0000-0000-000000000011"
+INBOX_1 = "20000000-0000-0000-0000-000000000001"
+PHONE_1 = "+14155551001"  # conversation 7…01, inbox 1
+
+
+def conv(nn: int) -> str:
+    return f"70000000-0000-0000-0000-{nn:012d}"
+
+
+def as_caller(operator: str, tenant: str = ACME) -> dict[str, str]:
+    return {"X-Tenant-ID": tenant, "X-Operator-ID": operator}
+
+
+async def error_of(response: httpx.Response) -> tuple[int, str]:
+    return response.status_code, ErrorEnvelope.model_validate(response.json()).error.code
+
+
+# ---- GET /conversations/{id} --------------------------------------------------------------
+
+
+async def test_get_returns_the_conversation_with_its_labels(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"/api/v1/conversations/{conv(2)}", headers=as_caller(ACME_ADMIN))
+    assert response.status_code == 200
+    data = Envelope[Conversation].model_validate(response.json()).data
+    assert str(data.id) == conv(2)
+    assert data.state == "QUEUED"
+    assert data.customer_phone_number == "+14155551002"
+    assert data.priority_score == pytest.approx(0.85)
+    assert [x.name for x in data.labels] == ["Enterprise", "Hot Lead"]  # D-31
+
+
+async def test_get_without_labels_has_an_empty_array(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"/api/v1/conversations/{conv(3)}", headers=as_caller(ACME_ADMIN))
+    assert response.json()["data"]["labels"] == []
+
+
+async def test_get_accepts_the_other_uuid_forms(client: httpx.AsyncClient) -> None:
+    compact = conv(1).replace("-", "").upper()
+    response = await client.get(f"/api/v1/conversations/{compact}", headers=as_caller(ACME_ADMIN))
+    assert response.status_code == 200
+    assert response.json()["data"]["id"] == conv(1)
+
+
+async def test_subscribed_operator_can_read(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        f"/api/v1/conversations/{conv(1)}", headers=as_caller(ACME_OPERATOR_INBOX_1)
+    )
+    assert response.status_code == 200
+
+
+async def test_unsubscribed_operator_gets_404(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        f"/api/v1/conversations/{conv(1)}", headers=as_caller(ACME_OPERATOR_INBOX_2)
+    )
+    assert await error_of(response) == (404, "NOT_FOUND")
+
+
+async def test_manager_needs_no_subscription(client: httpx.AsyncClient) -> None:
+    manager_of_inboxes_1_and_2 = ACME_MANAGER
+    response = await client.get(
+        f"/api/v1/conversations/{conv(31)}", headers=as_caller(manager_of_inboxes_1_and_2)
+    )
+    assert response.status_code == 200
+
+
+async def test_another_tenants_conversation_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"/api/v1/conversations/{conv(39)}", headers=as_caller(ACME_ADMIN))
+    assert await error_of(response) == (404, "NOT_FOUND")
+    own = await client.get(
+        f"/api/v1/conversations/{conv(39)}", headers=as_caller(TECHSTART_ADMIN, TECHSTART)
+    )
+    assert own.status_code == 200
+
+
+async def test_unknown_conversation_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"/api/v1/conversations/{conv(99)}", headers=as_caller(ACME_ADMIN))
+    assert await error_of(response) == (404, "NOT_FOUND")
+
+
+async def test_non_uuid_id_is_bad_request(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/conversations/nope", headers=as_caller(ACME_ADMIN))
+    assert await error_of(response) == (400, "BAD_REQUEST")
+
+
+# ---- GET /search -------------------------------------------------------------------------
+
+
+async def search(client: httpx.AsyncClient, url: str, operator: str = ACME_MANAGER) -> SearchResult:
+    response = await client.get(url, headers=as_caller(operator))
+    assert response.status_code == 200, response.text
+    return Envelope[SearchResult].model_validate(response.json()).data
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "phone=%2B14155551001",  # encoded plus
+        "phone=+14155551001",  # unencoded plus: arrives as a space (D-35)
+        "phone=14155551001",
+        "phone=1415-555-1001",
+        "phone=%2B1%20(415)%20555.1001",
+        "phone=%2014155551001%20",
+        "q=%2B14155551001",  # alias
+        "q=+14155551001",
+        "phone=&q=14155551001",
+    ],
+)
+async def test_search_normalises_the_number(client: httpx.AsyncClient, query: str) -> None:
+    result = await search(client, f"/api/v1/search?{query}")
+    assert [str(c.id) for c in result.conversations] == [conv(1)]
+    assert result.meta.query == PHONE_1
+    assert result.meta.count == 1
+    assert [x.name for x in result.conversations[0].labels] == ["Hot Lead"]
+
+
+async def test_search_with_httpx_params(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/api/v1/search", params={"phone": " 14155551001"}, headers=as_caller(ACME_MANAGER)
+    )
+    assert Envelope[SearchResult].model_validate(response.json()).data.meta.count == 1
+
+
+async def test_search_matches_exactly(client: httpx.AsyncClient) -> None:
+    result = await search(client, "/api/v1/search?phone=%2B1415555100")
+    assert result.conversations == []
+    assert result.meta.count == 0
+    assert result.meta.query == "+1415555100"
+
+
+async def test_search_does_not_cross_tenants(client: httpx.AsyncClient) -> None:
+    techstart_number = "%2B14155554001"
+    assert (await search(client, f"/api/v1/search?phone={techstart_number}")).conversations == []
+
+
+async def test_search_operator_sees_only_subscribed_inboxes(client: httpx.AsyncClient) -> None:
+    url = "/api/v1/search?phone=%2B14155551001"
+    assert (await search(client, url, ACME_OPERATOR_INBOX_2)).conversations == []
+    assert (await search(client, url, ACME_OPERATOR_INBOX_1)).meta.count == 1
+
+
+async def test_search_orders_by_creation_newest_first_and_caps_at_100(
+    client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    await db.execute(
+        """
+        INSERT INTO conversation_refs (tenant_id, inbox_id, external_conversation_id,
+            customer_phone_number, created_at, last_message_at)
+        SELECT $1, $2, 'dup-' || g, $3, now() - g * interval '1 minute', now()
+        FROM generate_series(1, 110) g
+        """,
+        ACME,
+        INBOX_1,
+        PHONE_1,
+    )
+    result = await search(client, "/api/v1/search?phone=%2B14155551001")
+    assert result.meta.count == 100
+    created = [c.created_at for c in result.conversations]
+    assert created == sorted(created, reverse=True)
+    assert conv(1) not in {str(c.id) for c in result.conversations}  # the oldest (2 h ago)
+
+
+@pytest.mark.parametrize(
+    "query", ["", "phone=", "phone=%20%20", "q=", "phone=---", "phone=()", "phone=%2B", "phone=%00"]
+)
+async def test_blank_search_is_a_validation_error(client: httpx.AsyncClient, query: str) -> None:
+    response = await client.get(f"/api/v1/search?{query}", headers=as_caller(ACME_MANAGER))
+    assert await error_of(response) == (400, "VALIDATION_ERROR")
+
+
+async def test_search_has_no_trailing_slash_variant(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/search/?phone=1", headers=as_caller(ACME_MANAGER))
+    assert response.status_code == 404
+
+
+async def test_concurrent_reads(client: httpx.AsyncClient) -> None:
+    calls: list[Any] = [
+        client.get(f"/api/v1/conversations/{conv(n)}", headers=as_caller(ACME_ADMIN))
+        for n in range(1, 39)
+    ]
+    responses = await asyncio.gather(*calls)
+    assert {r.status_code for r in responses} == {200}
