@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -106,6 +106,17 @@ def fresh_seed(request: pytest.FixtureRequest) -> None:
     """Every test that touches the database starts from the seed data alone."""
     if "no_db" not in request.keywords:
         request.getfixturevalue("reseeded")
+
+
+@pytest.fixture
+def pinned_clock(app: FastAPI) -> Iterator[datetime]:
+    """Freeze the instant live priorities are evaluated at (restored afterwards)."""
+    instant = datetime.now(UTC)
+    app.state.clock = lambda: instant
+    try:
+        yield instant
+    finally:
+        del app.state.clock
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -11,6 +11,7 @@ import pytest
 
 from inbox_allocation.api.schemas.conversation_queries import ConversationList
 from inbox_allocation.api.schemas.envelope import Envelope, ErrorEnvelope
+from tests.priority_reference import allocation_order_key
 
 ACME = "10000000-0000-0000-0000-000000000001"
 TECHSTART = "10000000-0000-0000-0000-000000000002"
@@ -70,17 +71,21 @@ async def all_pages(client: httpx.AsyncClient, **params: Any) -> list[str]:
     raise AssertionError("pagination did not end")
 
 
+ROW_COLUMNS = """c.id, c.last_message_at, c.message_count,
+    t.priority_weight_alpha::float8 AS alpha, t.priority_weight_beta::float8 AS beta"""
+
+
 async def acme_rows(db: asyncpg.Pool) -> list[asyncpg.Record]:
     return list(
         await db.fetch(
-            """SELECT id, last_message_at, priority_score FROM conversation_refs
-               WHERE tenant_id = $1""",
+            f"""SELECT {ROW_COLUMNS} FROM conversation_refs c
+                JOIN tenants t ON t.id = c.tenant_id WHERE c.tenant_id = $1""",
             ACME,
         )
     )
 
 
-def expected_order(rows: list[asyncpg.Record], sort: str) -> list[str]:
+def expected_order(rows: list[asyncpg.Record], sort: str, at: datetime | None = None) -> list[str]:
     def newest(r: asyncpg.Record) -> tuple[datetime, str]:
         return (r["last_message_at"], str(r["id"]))
 
@@ -88,25 +93,37 @@ def expected_order(rows: list[asyncpg.Record], sort: str) -> list[str]:
         ordered = sorted(rows, key=newest, reverse=True)
     elif sort == "oldest":
         ordered = sorted(rows, key=newest)
-    else:  # allocation order: score DESC, longest waiting first, id
+    else:  # allocation order: live priority DESC, longest waiting first, id
+        assert at is not None, "priority order needs the evaluation instant"
         ordered = sorted(
-            rows, key=lambda r: (-r["priority_score"], r["last_message_at"], str(r["id"]))
-        )
+            rows,
+            key=lambda r: allocation_order_key(
+                message_count=r["message_count"], last_message_at=r["last_message_at"],
+                id=str(r["id"]), at=at, alpha=r["alpha"], beta=r["beta"],
+            ),
+        )  # fmt: skip
     return [str(r["id"]) for r in ordered]
 
 
 async def make_ties(db: asyncpg.Pool) -> None:
-    """Equal last_message_at and equal scores, so the id tie-breaks are exercised."""
+    """Equal last_message_at and message counts (so equal priorities): the id tie-breaks
+    are exercised."""
     await db.execute(
         """
         UPDATE conversation_refs
-        SET last_message_at = now() - interval '2 minutes', priority_score = 0.5
+        SET last_message_at = date_trunc('second', now()) - interval '2 minutes',
+            message_count = 3
         WHERE id = ANY($1::uuid[])
         """,
         [conv(n) for n in (1, 2, 3, 16, 17, 31)],
     )
     await db.execute(
-        "UPDATE conversation_refs SET priority_score = 0.5 WHERE id = ANY($1::uuid[])",
+        """
+        UPDATE conversation_refs
+        SET last_message_at = date_trunc('second', now()) - interval '30 hours',
+            message_count = 7
+        WHERE id = ANY($1::uuid[])
+        """,
         [conv(n) for n in (4, 5, 20, 33)],
     )
 
@@ -299,28 +316,28 @@ async def test_per_page_is_clamped(
     "sort", ["newest", "oldest", "priority", "OLDEST", "Priority", "NEWEST", None]
 )
 async def test_first_page_follows_the_sort(
-    client: httpx.AsyncClient, db: asyncpg.Pool, sort: str | None
+    client: httpx.AsyncClient, db: asyncpg.Pool, pinned_clock: datetime, sort: str | None
 ) -> None:  # D-33: the sort is applied case-insensitively
     await make_ties(db)
     params = {"sort": sort} if sort else {}
     page = await list_page(client, per_page=100, **params)
-    expected = expected_order(await acme_rows(db), (sort or "newest").lower())
+    expected = expected_order(await acme_rows(db), (sort or "newest").lower(), pinned_clock)
     assert [str(c.id) for c in page.conversations] == expected
 
 
 @pytest.mark.parametrize("sort", ["newest", "oldest", "priority"])
 @pytest.mark.parametrize("per_page", [1, 4, 7, 19, 38])
 async def test_paging_to_the_end_gives_every_row_once_in_order(
-    client: httpx.AsyncClient, db: asyncpg.Pool, sort: str, per_page: int
+    client: httpx.AsyncClient, db: asyncpg.Pool, pinned_clock: datetime, sort: str, per_page: int
 ) -> None:  # D-33 / D-34
     await make_ties(db)
     ids = await all_pages(client, sort=sort, per_page=per_page)
-    assert ids == expected_order(await acme_rows(db), sort)
+    assert ids == expected_order(await acme_rows(db), sort, pinned_clock)
 
 
 @pytest.mark.parametrize("sort", ["newest", "oldest", "priority"])
 async def test_paging_with_filters_and_operator_visibility(
-    client: httpx.AsyncClient, db: asyncpg.Pool, sort: str
+    client: httpx.AsyncClient, db: asyncpg.Pool, pinned_clock: datetime, sort: str
 ) -> None:
     await make_ties(db)
     ids: list[str] = []
@@ -335,11 +352,11 @@ async def test_paging_with_filters_and_operator_visibility(
             break
         cursor = page.meta.next_cursor
     rows = await db.fetch(
-        """SELECT id, last_message_at, priority_score FROM conversation_refs
-           WHERE inbox_id = $1 AND state = 'QUEUED'""",
+        f"""SELECT {ROW_COLUMNS} FROM conversation_refs c
+            JOIN tenants t ON t.id = c.tenant_id WHERE c.inbox_id = $1 AND c.state = 'QUEUED'""",
         INBOX_2,
     )
-    assert ids == expected_order(list(rows), sort)
+    assert ids == expected_order(list(rows), sort, pinned_clock)
 
 
 async def test_has_more_is_false_when_the_last_page_is_exactly_full(

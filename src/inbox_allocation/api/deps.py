@@ -21,6 +21,7 @@ from fastapi import Depends, Header, Request
 
 from inbox_allocation.config import Settings
 from inbox_allocation.db.pool import Database
+from inbox_allocation.domain.clock import Clock, utc_now
 from inbox_allocation.domain.enums import Role
 from inbox_allocation.domain.errors import (
     BadRequest,
@@ -46,8 +47,15 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+async def get_clock(request: Request) -> Clock:
+    """The clock live priorities are evaluated with (tests set `app.state.clock`)."""
+    clock: Clock = getattr(request.app.state, "clock", utc_now)
+    return clock
+
+
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,14 +10,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from inbox_allocation.api import deps
 from inbox_allocation.api.responses import error_response
 from inbox_allocation.api.schemas.envelope import ErrorEnvelope
 from inbox_allocation.db.pool import CONNECTION_ERRORS
@@ -70,10 +74,46 @@ async def _api_error(_: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
-async def _request_validation(_: Request, exc: Exception) -> Response:
+async def _request_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    api_error = validation_error_to_api_error(list(exc.errors()))
+    api_error = await identity_error(request) or validation_error_to_api_error(list(exc.errors()))
     return error_response(api_error.status, api_error.code, api_error.message, api_error.details)
+
+
+def _guards(dependant: Dependant) -> set[Callable[..., object]]:
+    calls: set[Callable[..., object]] = set()
+    for sub in dependant.dependencies:
+        if sub.call is not None:
+            calls.add(sub.call)
+        calls |= _guards(sub)
+    return calls
+
+
+async def identity_error(request: Request) -> ApiError | None:
+    """The identity or role error a route would give, if any.
+
+    FastAPI decodes a JSON body before it runs the route's dependencies, so a malformed body
+    would otherwise be reported before a missing or foreign identity. The contract checks
+    identity and role guards first (§1.1): this re-runs them for a request whose body failed.
+    """
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.url.path.startswith("/api/v1/"):
+        return None
+    guards = _guards(route.dependant)
+    headers = request.headers
+    try:
+        identity = await deps.identity_headers(
+            headers.get("x-tenant-id"), headers.get("x-operator-id")
+        )
+        if guards & {deps.current_caller, deps.manager_caller, deps.admin_caller}:
+            caller = await deps.current_caller(identity, request.app.state.db)
+            if deps.admin_caller in guards:
+                await deps.admin_caller(caller)
+            elif deps.manager_caller in guards:
+                await deps.manager_caller(caller)
+    except ApiError as error:
+        return error
+    return None
 
 
 async def _http_exception(_: Request, exc: Exception) -> Response:

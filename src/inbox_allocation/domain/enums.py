@@ -17,7 +17,11 @@ class Role(StrEnum):
 
 
 class OperatorStatus(StrEnum):
+    """AVAILABLE receives conversations; BUSY keeps its own but receives none and starts no
+    grace period; OFFLINE starts a grace period for every conversation it holds."""
+
     AVAILABLE = "AVAILABLE"
+    BUSY = "BUSY"
     OFFLINE = "OFFLINE"
 
 

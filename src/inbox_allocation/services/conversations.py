@@ -20,6 +20,7 @@ import asyncpg
 import orjson
 
 from inbox_allocation.db.pool import Database
+from inbox_allocation.domain.clock import Clock, utc_now
 from inbox_allocation.domain.enums import ConversationState, Role
 from inbox_allocation.domain.errors import NotFound
 from inbox_allocation.domain.ids import parse_uuid
@@ -44,19 +45,22 @@ class Cursor:
     """Position after the last row of a page: the sort and that row's key values.
 
     Opaque to clients: URL-safe base64 (with padding) of a JSON object
-    `{"sort", "ts", "id"[, "score"]}`. `score` (priority only) is the float8 the list
-    ordered by, so the next page continues exactly where this one stopped.
+    `{"sort", "ts", "id"[, "score", "at"]}`. For sort=priority, `score` is the float8 the
+    list ordered by and `at` the instant (epoch seconds) priorities were evaluated at: every
+    page uses the first page's instant, so the next page continues exactly where this one
+    stopped even though priorities move with time.
     """
 
     sort: ListSort
     last_message_at: datetime
     id: UUID
     score: float | None = None
+    at: float | None = None
 
     @classmethod
-    def after(cls, sort: ListSort, row: asyncpg.Record) -> Cursor:
+    def after(cls, sort: ListSort, row: asyncpg.Record, at: float | None) -> Cursor:
         score = float(row["sort_score"]) if sort is ListSort.PRIORITY else None
-        return cls(sort, row["last_message_at"], row["id"], score)
+        return cls(sort, row["last_message_at"], row["id"], score, at)
 
     def encode(self) -> str:
         payload: dict[str, Any] = {
@@ -66,6 +70,7 @@ class Cursor:
         }
         if self.score is not None:
             payload["score"] = self.score
+            payload["at"] = self.at
         return base64.urlsafe_b64encode(orjson.dumps(payload)).decode("ascii")
 
     @classmethod
@@ -92,13 +97,16 @@ class Cursor:
             raise InvalidCursor("is not a cursor issued by this service")
         if sort is not ListSort.PRIORITY:
             return cls(sort, last_message_at, conversation_id)
-        if (
-            not isinstance(score, int | float)
-            or isinstance(score, bool)
-            or not math.isfinite(score)
-        ):
+        at = payload.get("at")
+        if not isinstance(score, int | float) or not isinstance(at, int | float):
             raise InvalidCursor("is not a cursor issued by this service")
-        return cls(sort, last_message_at, conversation_id, float(score))
+        if not (_is_finite_number(score) and _is_finite_number(at)):
+            raise InvalidCursor("is not a cursor issued by this service")
+        return cls(sort, last_message_at, conversation_id, float(score), float(at))
+
+
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +175,9 @@ class _Fragments:
 
 
 class ConversationService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Clock = utc_now) -> None:
         self.db = db
+        self.clock = clock
 
     async def list_page(
         self, *, tenant_id: UUID, operator_id: UUID, role: Role, query: ListQuery
@@ -180,8 +189,10 @@ class ConversationService:
             cursor.last_message_at if cursor else None,
             cursor.id if cursor else None,
         ]
+        at: float | None = None
         if query.sort is ListSort.PRIORITY:
-            args.append(cursor.score if cursor else None)
+            at = cursor.at if cursor and cursor.at is not None else self.clock().timestamp()
+            args += [cursor.score if cursor else None, at]
         where = _Fragments(args)
         if query.state is not None:
             where.add(sql.LIST_WHERE_STATE, query.state.value)
@@ -197,7 +208,7 @@ class ConversationService:
         if len(rows) <= query.per_page:
             return ConversationPage(rows, has_more=False)
         page = rows[: query.per_page]
-        return ConversationPage(page, True, Cursor.after(query.sort, page[-1]).encode())
+        return ConversationPage(page, True, Cursor.after(query.sort, page[-1], at).encode())
 
     async def get(
         self, *, tenant_id: UUID, operator_id: UUID, role: Role, conversation_id: UUID

@@ -50,18 +50,30 @@ class OperatorService:
             raise NotFound("operator not found")
         return row
 
-    async def create(self, *, tenant_id: UUID, role: Role) -> asyncpg.Record:
+    async def create(
+        self, *, tenant_id: UUID, role: Role, capacity: int | None = None
+    ) -> asyncpg.Record:
         """The operator and its OFFLINE status row, in one transaction."""
         async with self.db.transaction() as conn:
-            row = await conn.fetchrow(sql.INSERT_OPERATOR, tenant_id, uuid7(), role.value)
+            row = await conn.fetchrow(sql.INSERT_OPERATOR, tenant_id, uuid7(), role.value, capacity)
             assert row is not None  # INSERT … RETURNING without a condition
             await conn.execute(sql.INSERT_OFFLINE_STATUS, tenant_id, row["id"])
             return row
 
-    async def change_role(
-        self, *, tenant_id: UUID, caller_id: UUID, operator_id: UUID, role: Role
+    async def update(
+        self,
+        *,
+        tenant_id: UUID,
+        caller_id: UUID,
+        operator_id: UUID,
+        role: Role | None,
+        set_capacity: bool = False,
+        capacity: int | None = None,
     ) -> asyncpg.Record:
-        """Order: 404 → demoting oneself (409 CANNOT_MODIFY_SELF) → demoting the last ADMIN
+        """Change the role and/or the capacity (role None = unchanged; capacity only when
+        `set_capacity`, None = unlimited).
+
+        Order: 404 → demoting oneself (409 CANNOT_MODIFY_SELF) → demoting the last ADMIN
         (409 LAST_ADMIN) → update. Setting the current role again only bumps `updated_at`.
         """
         async with self.db.transaction() as conn:
@@ -69,13 +81,18 @@ class OperatorService:
             target = await conn.fetchrow(sql.LOCK_OPERATOR_FOR_UPDATE, tenant_id, operator_id)
             if target is None:
                 raise NotFound("operator not found")
-            demotes_admin = target["role"] == Role.ADMIN and role is not Role.ADMIN
+            demotes_admin = (
+                target["role"] == Role.ADMIN and role is not None and role is not Role.ADMIN
+            )
             if demotes_admin and operator_id == caller_id:
                 raise CannotModifySelf("an operator cannot demote itself")
             if demotes_admin and census["admins"] <= 1:
                 raise LastAdmin("the tenant's last ADMIN cannot be demoted")
             _still_admin(census)
-            row = await conn.fetchrow(sql.UPDATE_ROLE, tenant_id, operator_id, role.value)
+            row = await conn.fetchrow(
+                sql.UPDATE_OPERATOR, tenant_id, operator_id,
+                role.value if role else None, set_capacity, capacity,
+            )  # fmt: skip
             assert row is not None  # the target row is locked by this transaction
             return row
 

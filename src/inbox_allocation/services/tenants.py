@@ -51,8 +51,8 @@ class TenantService:
         """Store the weights (rounded by the numeric(5,4) columns) and return the tenant as
         stored (D-42). `operator_id` (the caller) is recorded as `updated_by`.
 
-        Runs in its own transaction so that anything derived from the weights (e.g. stored
-        priority keys) can be recomputed atomically with the change.
+        The stored priority keys of the tenant's open conversations are recomputed in the
+        same transaction, so the very next allocation follows the new weights.
         """
         failures = weight_rule_failures(alpha, beta)
         if failures:
@@ -63,6 +63,8 @@ class TenantService:
             )
             if row is None:
                 raise NotFound("tenant not found")
+            # The very next allocation orders by the new weights.
+            await conn.execute(sql.RECOMPUTE_PRIORITY_KEYS, tenant_id)
             return row
 
 

@@ -1,50 +1,101 @@
 """Allocation (the next conversation for an operator) and claim (a chosen one).
 
-Lock order used everywhere, so concurrent transitions never deadlock:
-operator_status row → conversation row(s) → grace row.
+Lock order, so concurrent transitions never deadlock: operator_status row → subscription
+rows (FOR KEY SHARE) → conversation rows, which allocation and claim never wait for (SKIP
+LOCKED / NOWAIT) → grace row. Conversation rows are locked FOR NO KEY UPDATE: that does not
+block the key-share locks of foreign-key checks (label attachments, grace rows).
+
+Capacity (max_concurrent_conversations): an uncapped operator allocates in one statement; a
+capped one in a transaction that locks its status row, counts its ALLOCATED conversations
+(a fresh snapshot, after any concurrent allocation of its own has committed) and only then
+allocates — so concurrent requests of one operator can never overshoot.
 """
 
-from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS
+from inbox_allocation.sql.conversations import (
+    CONVERSATION_COLUMNS,
+    conversation_columns,
+    live_priority,
+)
 
-# One statement, one round trip: verify the caller (member of the tenant, AVAILABLE),
-# pick the best QUEUED conversation of each subscribed inbox with FOR UPDATE SKIP LOCKED
-# (each a short index scan on idx_conversations_allocation), keep the best of those, and
-# mark it ALLOCATED. Rows another allocator has locked are skipped, so two callers can
-# never receive the same conversation (fixes D-01), and no caller waits for another.
-# The caller's status row is held FOR SHARE so a concurrent status change (which takes it
-# FOR UPDATE) waits for this allocation and then gives it a grace row if it goes OFFLINE.
-# $1 tenant_id, $2 operator_id
+# One statement, one round trip:
+# - the caller: member of the tenant and AVAILABLE; its status row is locked, so a status
+#   change waits for this allocation to finish (and then gives it a grace row if it goes
+#   OFFLINE); $4 = true admits only uncapped operators (capped ones come through
+#   LOCK_CALLER + COUNT_ACTIVE in a transaction first, and pass false);
+# - its subscriptions, locked FOR KEY SHARE: an unsubscribe committed meanwhile hides the
+#   inbox, and one in progress waits (it then re-queues what we allocated there);
+# - per subscribed inbox, the best QUEUED candidate of each priority class, each a short
+#   index scan with FOR NO KEY UPDATE SKIP LOCKED: rows another allocator holds are skipped,
+#   so two callers never receive the same conversation (fixes D-01) and none waits;
+#   young = waiting under 24 h, ordered by priority_young_key (its index scan starts at the
+#   highest key a young row can have); aged = waiting 24 h or more, ordered by
+#   priority_aged_key;
+# - the candidates compared by their priority at instant $3, ties: longest waiting, then id;
+# - the winner marked ALLOCATED.
+# $1 tenant_id, $2 operator_id, $3 the instant (epoch seconds), $4 uncapped callers only
 ALLOCATE_NEXT = f"""
 WITH caller AS (
-    SELECT s.operator_id
+    SELECT s.operator_id,
+           t.priority_weight_alpha::float8 AS alpha,
+           t.priority_weight_beta::float8 AS beta
     FROM operator_status s
     JOIN operators o ON o.id = s.operator_id
+    JOIN tenants t ON t.id = o.tenant_id
     WHERE o.tenant_id = $1 AND s.operator_id = $2 AND s.status = 'AVAILABLE'
-    FOR SHARE OF s
+      AND (NOT $4::bool OR o.max_concurrent_conversations IS NULL)
+    FOR NO KEY UPDATE OF s
 ),
-best_per_inbox AS (
-    SELECT pick.id, pick.priority_score, pick.last_message_at
+subscribed AS (
+    SELECT sub.inbox_id, caller.alpha, caller.beta
     FROM caller
     JOIN operator_inbox_subscriptions sub ON sub.operator_id = caller.operator_id
+    FOR KEY SHARE OF sub
+),
+young_best AS (
+    SELECT pick.*, subscribed.beta
+    FROM subscribed
     CROSS JOIN LATERAL (
-        SELECT c.id, c.priority_score, c.last_message_at
+        SELECT c.id, c.priority_young_key, c.priority_aged_key, c.last_message_at
         FROM conversation_refs c
-        WHERE c.tenant_id = $1 AND c.inbox_id = sub.inbox_id AND c.state = 'QUEUED'
-        ORDER BY c.priority_score DESC, c.last_message_at ASC, c.id ASC
+        WHERE c.tenant_id = $1 AND c.inbox_id = subscribed.inbox_id AND c.state = 'QUEUED'
+          AND c.last_message_at > to_timestamp($3::float8 - 86400)
+          AND c.priority_young_key
+              <= subscribed.alpha - subscribed.beta * ($3::float8 - 86400) / 86400 + 1e-9
+        ORDER BY c.priority_young_key DESC, c.last_message_at ASC, c.id ASC
         LIMIT 1
-        FOR UPDATE OF c SKIP LOCKED
+        FOR NO KEY UPDATE OF c SKIP LOCKED
     ) AS pick
 ),
+aged_best AS (
+    SELECT pick.*, subscribed.beta
+    FROM subscribed
+    CROSS JOIN LATERAL (
+        SELECT c.id, c.priority_young_key, c.priority_aged_key, c.last_message_at
+        FROM conversation_refs c
+        WHERE c.tenant_id = $1 AND c.inbox_id = subscribed.inbox_id AND c.state = 'QUEUED'
+          AND c.last_message_at <= to_timestamp($3::float8 - 86400)
+        ORDER BY c.priority_aged_key DESC, c.last_message_at ASC, c.id ASC
+        LIMIT 1
+        FOR NO KEY UPDATE OF c SKIP LOCKED
+    ) AS pick
+),
+candidates AS (
+    SELECT * FROM young_best
+    UNION ALL
+    SELECT * FROM aged_best
+),
 chosen AS (
-    SELECT id FROM best_per_inbox
-    ORDER BY priority_score DESC, last_message_at ASC, id ASC
+    SELECT id
+    FROM candidates
+    ORDER BY LEAST(priority_young_key + beta * $3::float8 / 86400, priority_aged_key + beta) DESC,
+             last_message_at ASC, id ASC
     LIMIT 1
 )
 UPDATE conversation_refs c
 SET state = 'ALLOCATED', assigned_operator_id = $2, updated_at = now()
-FROM chosen
-WHERE c.id = chosen.id AND c.tenant_id = $1
-RETURNING {CONVERSATION_COLUMNS}
+FROM chosen, tenants t
+WHERE c.id = chosen.id AND c.tenant_id = $1 AND t.id = c.tenant_id
+RETURNING {conversation_columns(live_priority("$3::float8"))}
 """
 
 # Why nothing was allocated (only run after ALLOCATE_NEXT returned no row).
@@ -52,6 +103,7 @@ RETURNING {CONVERSATION_COLUMNS}
 ALLOCATION_BLOCKER = """
 SELECT o.id IS NOT NULL AS operator_exists,
        s.status::text AS status,
+       o.max_concurrent_conversations IS NOT NULL AS capped,
        EXISTS (SELECT 1 FROM operator_inbox_subscriptions sub
                JOIN inboxes i ON i.id = sub.inbox_id AND i.tenant_id = $1
                WHERE sub.operator_id = $2) AS has_subscriptions
@@ -60,32 +112,53 @@ LEFT JOIN operators o ON o.id = $2 AND o.tenant_id = $1
 LEFT JOIN operator_status s ON s.operator_id = o.id
 """
 
-# The caller's availability, locked FOR SHARE for the rest of the claim transaction.
+# The caller's availability and capacity; its status row stays locked for the rest of the
+# transaction, which serialises the operator's allocations and claims.
 # $1 tenant_id, $2 operator_id
-LOCK_CALLER_STATUS = """
-SELECT s.status::text AS status
+LOCK_CALLER = """
+SELECT s.status::text AS status, o.max_concurrent_conversations
 FROM operator_status s
 JOIN operators o ON o.id = s.operator_id
 WHERE o.tenant_id = $1 AND s.operator_id = $2
-FOR SHARE OF s
+FOR NO KEY UPDATE OF s
+"""
+
+# Run after LOCK_CALLER in the same transaction: a new snapshot, so it includes every
+# allocation of this operator committed before the lock was granted.
+# $1 tenant_id, $2 operator_id
+COUNT_ACTIVE = """
+SELECT count(*)
+FROM conversation_refs c
+WHERE c.tenant_id = $1 AND c.assigned_operator_id = $2 AND c.state = 'ALLOCATED'
 """
 
 # The claimed conversation, locked without waiting: a lock held by a concurrent claim (or
 # allocation) raises lock_not_available → 409 CONVERSATION_ALREADY_CLAIMED.
-# $1 tenant_id, $2 conversation_id, $3 operator_id (for the subscription check)
+# $1 tenant_id, $2 conversation_id
 LOCK_CLAIM_TARGET = f"""
-SELECT {CONVERSATION_COLUMNS},
-       EXISTS (SELECT 1 FROM operator_inbox_subscriptions sub
-               WHERE sub.operator_id = $3 AND sub.inbox_id = c.inbox_id) AS caller_subscribed
+SELECT {CONVERSATION_COLUMNS}
 FROM conversation_refs c
+JOIN tenants t ON t.id = c.tenant_id
 WHERE c.tenant_id = $1 AND c.id = $2
-FOR UPDATE OF c NOWAIT
+FOR NO KEY UPDATE OF c NOWAIT
 """
 
 # $1 tenant_id, $2 conversation_id, $3 operator_id
 ASSIGN_TO_CALLER = f"""
 UPDATE conversation_refs c
 SET state = 'ALLOCATED', assigned_operator_id = $3, updated_at = now()
-WHERE c.tenant_id = $1 AND c.id = $2 AND c.state = 'QUEUED'
+FROM tenants t
+WHERE c.tenant_id = $1 AND c.id = $2 AND c.state = 'QUEUED' AND t.id = c.tenant_id
 RETURNING {CONVERSATION_COLUMNS}
+"""
+
+# The caller's subscription to the conversation's inbox, locked FOR KEY SHARE so that it
+# cannot vanish before the claim commits (a concurrent unsubscribe waits, then re-queues).
+# $1 tenant_id, $2 operator_id, $3 inbox_id
+LOCK_SUBSCRIPTION = """
+SELECT sub.id
+FROM operator_inbox_subscriptions sub
+JOIN inboxes i ON i.id = sub.inbox_id AND i.tenant_id = $1
+WHERE sub.operator_id = $2 AND sub.inbox_id = $3
+FOR KEY SHARE OF sub
 """

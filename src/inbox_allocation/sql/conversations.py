@@ -3,12 +3,34 @@
 Every statement takes the tenant id and filters on it (`c.tenant_id = $1`).
 """
 
-# The columns every conversation response carries (contract §4.1), from alias `c`.
-CONVERSATION_COLUMNS = """
+# The instant a statement runs, in seconds since the epoch.
+NOW_EPOCH = "extract(epoch FROM now())::float8"
+
+
+def live_priority(at_epoch: str) -> str:
+    """SQL for the priority of conversation `c` at `at_epoch` (seconds since the epoch).
+
+    Contract §6.6 with the tenant's current weights, from the two keys kept on every write
+    (migration 0003): LEAST(young_key + beta * t / 24h, aged_key + beta). The statement must
+    join the conversation's tenant as `t`. Allocation compares candidates with this same
+    expression, so listed, reported and allocated priorities always agree.
+    """
+    beta = "t.priority_weight_beta::float8"
+    young = f"c.priority_young_key + {beta} * ({at_epoch}) / 86400"
+    return f"LEAST({young}, c.priority_aged_key + {beta})"
+
+
+def conversation_columns(priority: str) -> str:
+    """The columns every conversation response carries (contract §4.1), from alias `c`."""
+    return f"""
     c.id, c.tenant_id, c.inbox_id, c.external_conversation_id, c.customer_phone_number,
     c.state::text AS state, c.assigned_operator_id, c.last_message_at, c.message_count,
-    c.priority_score::float8 AS priority_score, c.created_at, c.updated_at, c.resolved_at
+    {priority} AS priority_score, c.created_at, c.updated_at, c.resolved_at
 """
+
+
+# With the priority at the statement's instant (needs `t`, the conversation's tenant).
+CONVERSATION_COLUMNS = conversation_columns(live_priority(NOW_EPOCH))
 
 # The attached labels as a JSON array `[{id, name, color?}]` ordered by name (D-31), built by
 # PostgreSQL so a page of conversations costs one round trip, not one per row.
@@ -46,6 +68,7 @@ VISIBLE_TO_OPERATOR = """
 LIST_NEWEST = f"""
 SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
 FROM conversation_refs c
+JOIN tenants t ON t.id = c.tenant_id
 WHERE c.tenant_id = $1
   AND ($3::timestamptz IS NULL OR (c.last_message_at, c.id) < ($3, $4::uuid))
   /*filters*/
@@ -56,6 +79,7 @@ LIMIT $2
 LIST_OLDEST = f"""
 SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
 FROM conversation_refs c
+JOIN tenants t ON t.id = c.tenant_id
 WHERE c.tenant_id = $1
   AND ($3::timestamptz IS NULL OR (c.last_message_at, c.id) > ($3, $4::uuid))
   /*filters*/
@@ -63,11 +87,16 @@ ORDER BY c.last_message_at ASC, c.id ASC
 LIMIT $2
 """
 
-_LIST_BY_PRIORITY_TEMPLATE = f"""
-SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}, p.score AS sort_score
+# The allocation order (contract §6.7: priority DESC, longest waiting first, then id), so
+# `sort=priority` lists conversations in the order /allocate hands them out. The priority
+# is evaluated at one instant for all pages ($6, carried by the cursor), so a client paging
+# through a queue whose priorities keep moving sees neither gaps nor repeats.
+# Also: $5 cursor priority (NULL on the first page), $6 evaluation instant (epoch seconds).
+LIST_BY_PRIORITY = f"""
+SELECT {conversation_columns("p.score")}, {LABELS_JSON}, p.score AS sort_score
 FROM conversation_refs c
-LEFT JOIN tenants t ON t.id = c.tenant_id
-CROSS JOIN LATERAL (SELECT (/*score*/)::float8 AS score) p
+JOIN tenants t ON t.id = c.tenant_id
+CROSS JOIN LATERAL (SELECT {live_priority("$6::float8")} AS score) p
 WHERE c.tenant_id = $1
   AND ($5::float8 IS NULL
        OR p.score < $5
@@ -76,22 +105,6 @@ WHERE c.tenant_id = $1
 ORDER BY p.score DESC, c.last_message_at ASC, c.id ASC
 LIMIT $2
 """
-
-
-def list_by_priority(score: str) -> str:
-    """The priority list for a given SQL expression of conversation `c`'s priority.
-
-    The order is the allocation order (contract §6.7: score DESC, longest waiting first) with
-    `id` as the final tie-break, so `sort=priority` lists conversations in the order
-    /allocate hands them out. The expression may use `c` and `t` (the conversation's tenant
-    row, e.g. its weights: the join is dropped by the planner when unused); it is evaluated
-    once per row as float8 and the cursor carries that value.
-    """
-    return _LIST_BY_PRIORITY_TEMPLATE.replace("/*score*/", score)
-
-
-# Today the stored score; the live formula of decisions.md replaces this one argument.
-LIST_BY_PRIORITY = list_by_priority("c.priority_score")
 
 # Filters of the list, AND-ed into the WHERE; `{n}` is the number of the fragment's one
 # parameter. Each is anchored on the tenant like every statement here: `(c.tenant_id, col) =
@@ -132,6 +145,7 @@ SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON},
            WHERE o.tenant_id = $1 AND s.operator_id = $3 AND s.inbox_id = c.inbox_id
        ) AS caller_subscribed
 FROM conversation_refs c
+JOIN tenants t ON t.id = c.tenant_id
 WHERE c.tenant_id = $1 AND c.id = $2
 """
 
@@ -143,6 +157,7 @@ WHERE c.tenant_id = $1 AND c.id = $2
 SEARCH_BY_PHONE = f"""
 SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
 FROM conversation_refs c
+JOIN tenants t ON t.id = c.tenant_id
 WHERE c.tenant_id = $1 AND c.customer_phone_number IN ($2, $3)
   /*filters*/
 ORDER BY c.created_at DESC, c.id DESC

@@ -40,7 +40,8 @@ FROM grace_period_assignments g
 JOIN conversation_refs c ON c.id = g.conversation_id
 JOIN operators o ON o.id = g.operator_id AND o.tenant_id = c.tenant_id
 WHERE g.id = ANY($1::uuid[]) AND g.expires_at <= now()
-FOR UPDATE OF c, g SKIP LOCKED
+FOR NO KEY UPDATE OF c SKIP LOCKED
+FOR UPDATE OF g SKIP LOCKED
 """
 
 # Release: back to the queue, only if still allocated to the grace row's operator.

@@ -2,7 +2,9 @@
 
 Each runs in a transaction that first locks the conversation row (LOCK_CONVERSATION), so two
 concurrent transitions of one conversation are serialised and the second sees the first's
-result (fixes D-03/D-06: no lost updates from stale snapshots).
+result (fixes D-03/D-06: no lost updates from stale snapshots). FOR NO KEY UPDATE: foreign-key
+checks (label attachments, grace rows) need not wait. Statements returning conversation
+columns join the tenant (`t`) for the live priority.
 """
 
 from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS
@@ -11,15 +13,17 @@ from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS
 LOCK_CONVERSATION = f"""
 SELECT {CONVERSATION_COLUMNS}
 FROM conversation_refs c
+JOIN tenants t ON t.id = c.tenant_id
 WHERE c.tenant_id = $1 AND c.id = $2
-FOR UPDATE OF c
+FOR NO KEY UPDATE OF c
 """
 
 # $1 tenant_id, $2 conversation_id
 RESOLVE = f"""
 UPDATE conversation_refs c
 SET state = 'RESOLVED', resolved_at = now(), updated_at = now()
-WHERE c.tenant_id = $1 AND c.id = $2
+FROM tenants t
+WHERE c.tenant_id = $1 AND c.id = $2 AND t.id = c.tenant_id
 RETURNING {CONVERSATION_COLUMNS}
 """
 
@@ -27,7 +31,8 @@ RETURNING {CONVERSATION_COLUMNS}
 REQUEUE = f"""
 UPDATE conversation_refs c
 SET state = 'QUEUED', assigned_operator_id = NULL, updated_at = now()
-WHERE c.tenant_id = $1 AND c.id = $2
+FROM tenants t
+WHERE c.tenant_id = $1 AND c.id = $2 AND t.id = c.tenant_id
 RETURNING {CONVERSATION_COLUMNS}
 """
 
@@ -35,7 +40,8 @@ RETURNING {CONVERSATION_COLUMNS}
 REASSIGN = f"""
 UPDATE conversation_refs c
 SET assigned_operator_id = $3, updated_at = now()
-WHERE c.tenant_id = $1 AND c.id = $2
+FROM tenants t
+WHERE c.tenant_id = $1 AND c.id = $2 AND t.id = c.tenant_id
 RETURNING {CONVERSATION_COLUMNS}
 """
 
@@ -70,7 +76,8 @@ SET inbox_id = $3,
     state = CASE WHEN $4 THEN 'QUEUED'::conversation_state ELSE c.state END,
     assigned_operator_id = CASE WHEN $4 THEN NULL ELSE c.assigned_operator_id END,
     updated_at = now()
-WHERE c.tenant_id = $1 AND c.id = $2
+FROM tenants t
+WHERE c.tenant_id = $1 AND c.id = $2 AND t.id = c.tenant_id
 RETURNING {CONVERSATION_COLUMNS}
 """
 

@@ -4,9 +4,18 @@ operator_status has no tenant_id column: every statement reaches it through the 
 filtered by `o.tenant_id = $1`.
 """
 
+# The status shape (contract §4.4 plus capacity), from `s` (status) and `o` (operator).
+STATUS_COLUMNS = """
+    s.operator_id, s.status::text AS status, s.last_status_change_at,
+    o.max_concurrent_conversations,
+    (SELECT count(*) FROM conversation_refs c
+     WHERE c.tenant_id = o.tenant_id AND c.assigned_operator_id = s.operator_id
+       AND c.state = 'ALLOCATED') AS active_conversations
+"""
+
 # $1 tenant_id, $2 operator_id
-GET_STATUS = """
-SELECT s.operator_id, s.status::text AS status, s.last_status_change_at
+GET_STATUS = f"""
+SELECT {STATUS_COLUMNS}
 FROM operator_status s
 JOIN operators o ON o.id = s.operator_id
 WHERE o.tenant_id = $1 AND s.operator_id = $2
@@ -15,8 +24,8 @@ WHERE o.tenant_id = $1 AND s.operator_id = $2
 # Locks the row: concurrent status changes of one operator serialise here, and in-flight
 # allocations (which hold it FOR SHARE) finish before the status moves.
 # $1 tenant_id, $2 operator_id
-LOCK_STATUS = """
-SELECT s.operator_id, s.status::text AS status, s.last_status_change_at
+LOCK_STATUS = f"""
+SELECT {STATUS_COLUMNS}
 FROM operator_status s
 JOIN operators o ON o.id = s.operator_id
 WHERE o.tenant_id = $1 AND s.operator_id = $2
@@ -25,22 +34,27 @@ FOR UPDATE OF s
 
 # An operator without a status row (e.g. created by SQL) gets one.
 # $1 tenant_id, $2 operator_id, $3 status
-INSERT_STATUS = """
-INSERT INTO operator_status (operator_id, status)
-SELECT o.id, $3::operator_status_type
-FROM operators o
-WHERE o.tenant_id = $1 AND o.id = $2
-ON CONFLICT (operator_id) DO NOTHING
-RETURNING operator_id, status::text AS status, last_status_change_at
+INSERT_STATUS = f"""
+WITH inserted AS (
+    INSERT INTO operator_status (operator_id, status)
+    SELECT o.id, $3::operator_status_type
+    FROM operators o
+    WHERE o.tenant_id = $1 AND o.id = $2
+    ON CONFLICT (operator_id) DO NOTHING
+    RETURNING *
+)
+SELECT {STATUS_COLUMNS}
+FROM inserted s
+JOIN operators o ON o.id = s.operator_id
 """
 
 # $1 tenant_id, $2 operator_id, $3 status
-UPDATE_STATUS = """
+UPDATE_STATUS = f"""
 UPDATE operator_status s
 SET status = $3::operator_status_type, last_status_change_at = now()
 FROM operators o
 WHERE o.id = s.operator_id AND o.tenant_id = $1 AND s.operator_id = $2
-RETURNING s.operator_id, s.status::text AS status, s.last_status_change_at
+RETURNING {STATUS_COLUMNS}
 """
 
 # Going OFFLINE: every conversation allocated to the operator gets a grace row; an existing
@@ -58,7 +72,7 @@ SET operator_id = EXCLUDED.operator_id,
     created_at = now()
 """
 
-# Back to AVAILABLE (or BUSY): the operator keeps its conversations, so no grace rows remain.
+# Back to AVAILABLE, or BUSY: the operator keeps its conversations, so no grace rows remain.
 # $1 tenant_id, $2 operator_id
 CANCEL_GRACE_PERIODS = """
 DELETE FROM grace_period_assignments g

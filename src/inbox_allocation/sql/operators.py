@@ -1,7 +1,10 @@
 """Operators of a tenant. Every statement filters on the tenant (`tenant_id = $1`)."""
 
 # The columns of an Operator response (contract §4.5), from alias `o`.
-OPERATOR_COLUMNS = "o.id, o.tenant_id, o.role::text AS role, o.created_at, o.updated_at"
+OPERATOR_COLUMNS = """
+    o.id, o.tenant_id, o.role::text AS role, o.max_concurrent_conversations, o.created_at,
+    o.updated_at
+"""
 
 # One page of the tenant's operators, newest first, each row carrying the number of all of
 # them (`total`).
@@ -26,11 +29,11 @@ FROM operators o
 WHERE o.tenant_id = $1 AND o.id = $2
 """
 
-# $1 tenant_id, $2 new operator id, $3 role
-INSERT_OPERATOR = """
-INSERT INTO operators AS o (id, tenant_id, role)
-VALUES ($2, $1, $3::operator_role)
-RETURNING o.id, o.tenant_id, o.role::text AS role, o.created_at, o.updated_at
+# $1 tenant_id, $2 new operator id, $3 role, $4 capacity (NULL = unlimited)
+INSERT_OPERATOR = f"""
+INSERT INTO operators AS o (id, tenant_id, role, max_concurrent_conversations)
+VALUES ($2, $1, $3::operator_role, $4)
+RETURNING {OPERATOR_COLUMNS}
 """
 
 # Every new operator starts OFFLINE (contract §3.12).
@@ -90,12 +93,15 @@ WHERE tenant_id = $1 AND id = $2
 FOR UPDATE
 """
 
-# $1 tenant_id, $2 operator_id, $3 new role
-UPDATE_ROLE = """
+# $1 tenant_id, $2 operator_id, $3 new role (NULL = unchanged), $4 set the capacity?,
+# $5 new capacity (NULL = unlimited)
+UPDATE_OPERATOR = f"""
 UPDATE operators AS o
-SET role = $3::operator_role, updated_at = now()
+SET role = COALESCE($3::operator_role, o.role),
+    max_concurrent_conversations = CASE WHEN $4 THEN $5 ELSE o.max_concurrent_conversations END,
+    updated_at = now()
 WHERE o.tenant_id = $1 AND o.id = $2
-RETURNING o.id, o.tenant_id, o.role::text AS role, o.created_at, o.updated_at
+RETURNING {OPERATOR_COLUMNS}
 """
 
 # Before an operator is deleted its ALLOCATED conversations go back to the queue (D-36: the

@@ -26,3 +26,14 @@ RETURNING id, name,
           priority_weight_beta::float8 AS priority_weight_beta,
           created_at, updated_at
 """
+
+# After a weights change, in the same transaction: recompute the priority keys of the
+# tenant's open conversations (assigning message_count to itself fires the key trigger of
+# migration 0003, which reads the new weights). Resolved ones get fresh keys when reopened.
+# While this runs, concurrent allocations skip the locked rows of this tenant.
+# $1 tenant_id
+RECOMPUTE_PRIORITY_KEYS = """
+UPDATE conversation_refs c
+SET message_count = c.message_count
+WHERE c.tenant_id = $1 AND c.state <> 'RESOLVED'
+"""

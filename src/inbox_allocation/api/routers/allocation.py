@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, DbDep, IdentityDep
+from inbox_allocation.api.deps import CallerDep, ClockDep, DbDep, IdentityDep
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.responses import ok
 from inbox_allocation.api.schemas.conversations import Allocation, render_allocation
@@ -18,8 +18,8 @@ from inbox_allocation.services.allocation import AllocationService
 router = APIRouter(prefix="/api/v1", tags=["allocation"])
 
 
-async def allocation_service(db: DbDep) -> AllocationService:
-    return AllocationService(db)
+async def allocation_service(db: DbDep, clock: ClockDep) -> AllocationService:
+    return AllocationService(db, clock)
 
 
 ServiceDep = Annotated[AllocationService, Depends(allocation_service)]
@@ -31,9 +31,10 @@ ServiceDep = Annotated[AllocationService, Depends(allocation_service)]
     responses=ERROR_RESPONSES,
     summary="Allocate the next conversation to the caller",
     description=(
-        "Atomically assigns the highest-priority QUEUED conversation of the caller's "
-        "subscribed inboxes (ties: longest waiting, then id). The caller must be AVAILABLE. "
-        "Any request body is ignored. Idempotent with an Idempotency-Key header."
+        "Atomically assigns the QUEUED conversation of the caller's subscribed inboxes whose "
+        "priority is highest at this instant (ties: longest waiting, then id). The caller must "
+        "be AVAILABLE and under its capacity (409 CAPACITY_REACHED). Any request body is "
+        "ignored. Idempotent with an Idempotency-Key header."
     ),
 )
 async def allocate(identity: IdentityDep, service: ServiceDep) -> Response:

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Query
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, DbDep
+from inbox_allocation.api.deps import CallerDep, ClockDep, DbDep, ManagerDep
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import parse_id
 from inbox_allocation.api.responses import ok
@@ -18,9 +18,14 @@ from inbox_allocation.api.schemas.conversation_queries import (
     parse_list_query,
     parse_search_query,
 )
-from inbox_allocation.api.schemas.conversations import Conversation, render_conversation
+from inbox_allocation.api.schemas.conversations import (
+    Conversation,
+    InboundMessageRequest,
+    render_conversation,
+)
 from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.services.conversations import ConversationService
+from inbox_allocation.services.ingestion import InboundMessage, IngestionService
 
 router = APIRouter(prefix="/api/v1", tags=["conversations"])
 
@@ -30,8 +35,8 @@ SEED_LABEL = "60000000-0000-0000-0000-000000000001"
 SEED_CONVERSATION = "70000000-0000-0000-0000-000000000001"
 
 
-async def conversation_service(db: DbDep) -> ConversationService:
-    return ConversationService(db)
+async def conversation_service(db: DbDep, clock: ClockDep) -> ConversationService:
+    return ConversationService(db, clock)
 
 
 ServiceDep = Annotated[ConversationService, Depends(conversation_service)]
@@ -119,6 +124,38 @@ async def list_conversations(
         meta["next_cursor"] = page.next_cursor
     conversations = [render_conversation(row) for row in page.rows]
     return ok({"conversations": conversations, "meta": meta})
+
+
+@router.post(
+    "/conversations",
+    status_code=201,
+    response_model=Envelope[Conversation],
+    responses={200: {"model": Envelope[Conversation], "description": "Existing conversation"},
+               **ERROR_RESPONSES},
+    summary="Record an inbound customer message",
+    description=(
+        "Called by the messaging gateway (a MANAGER or ADMIN operator) for every inbound "
+        "message. One atomic upsert keyed by (tenant, external_conversation_id): a new "
+        "conversation is QUEUED (201); an existing one counts the message and keeps the later "
+        "last_message_at (200) — a RESOLVED one is reopened to QUEUED, an ALLOCATED one stays "
+        "with its operator. Idempotent with an Idempotency-Key header."
+    ),
+)  # fmt: skip
+@router.post("/conversations/", status_code=201, include_in_schema=False)
+async def record_message(
+    caller: ManagerDep, db: DbDep, clock: ClockDep, body: InboundMessageRequest
+) -> Response:
+    service = IngestionService(db, clock)
+    row, created = await service.record_message(
+        tenant_id=caller.tenant_id,
+        message=InboundMessage(
+            inbox_id=body.inbox_id,
+            external_conversation_id=body.external_conversation_id,
+            customer_phone_number=body.customer_phone_number,
+            message_at=body.message_at,
+        ),
+    )
+    return ok(render_conversation(row), 201 if created else 200)
 
 
 @router.get(

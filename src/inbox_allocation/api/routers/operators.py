@@ -84,7 +84,11 @@ async def list_operators(caller: AdminDep, service: ServiceDep, paging: Paginati
 )
 @router.post("/", status_code=201, include_in_schema=False)
 async def create_operator(caller: AdminDep, service: ServiceDep, body: OperatorCreate) -> Response:
-    row = await service.create(tenant_id=caller.tenant_id, role=Role(body.role))
+    row = await service.create(
+        tenant_id=caller.tenant_id,
+        role=Role(body.role),
+        capacity=body.max_concurrent_conversations,
+    )
     return ok(dict(row), 201)
 
 
@@ -108,8 +112,9 @@ async def get_operator(
     response_model=Envelope[OperatorOut],
     responses=ERROR_RESPONSES,
     tags=["operators"],
-    summary="Change an operator's role",
+    summary="Change an operator's role and/or capacity",
     description=(
+        "Fields absent from the body stay unchanged (at least one is required). "
         "409 CANNOT_MODIFY_SELF when an admin demotes itself; 409 LAST_ADMIN when the "
         "tenant's last ADMIN would be demoted."
     ),
@@ -118,11 +123,13 @@ async def get_operator(
 async def update_operator(
     caller: AdminDep, operator_id: OperatorIdDep, service: ServiceDep, body: OperatorUpdate
 ) -> Response:
-    row = await service.change_role(
+    row = await service.update(
         tenant_id=caller.tenant_id,
         caller_id=caller.operator_id,
         operator_id=operator_id,
-        role=Role(body.role),
+        role=Role(body.role) if body.role else None,
+        set_capacity=body.sets_capacity,
+        capacity=body.max_concurrent_conversations,
     )
     return ok(dict(row))
 

@@ -7,12 +7,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import asyncpg
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
+
+from inbox_allocation.api.schemas.common import BodyUUID, RequestBody
+from inbox_allocation.domain.phone import is_e164
 
 State = Literal["QUEUED", "ALLOCATED", "RESOLVED"]
 # A database row (asyncpg.Record) or any mapping with the same keys.
@@ -77,3 +88,40 @@ def render_allocation(row: Row) -> dict[str, Any]:
     data = render_lifecycle(row)
     data["allocated_at"] = row["updated_at"]
     return data
+
+
+def _e164(value: str) -> str:
+    if not is_e164(value):
+        raise ValueError("must be an E.164 number such as +14155550100")
+    return value
+
+
+def _rfc3339(value: Any) -> Any:
+    """An RFC 3339 timestamp with an explicit offset (`Z` or `±hh:mm`)."""
+    if not isinstance(value, str):
+        raise PydanticCustomError("datetime_type", "must be an RFC 3339 timestamp string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an RFC 3339 timestamp, e.g. 2026-01-27T10:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise ValueError("must include a time zone offset (Z or ±hh:mm)")
+    return parsed
+
+
+class InboundMessageRequest(RequestBody):
+    """One inbound customer message, sent by the messaging gateway."""
+
+    inbox_id: BodyUUID = Field(examples=["20000000-0000-0000-0000-000000000001"])
+    external_conversation_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] = (
+        Field(description="The gateway's conversation id (1–255 characters)", examples=["wa-8812"])
+    )
+    customer_phone_number: Annotated[str, AfterValidator(_e164)] = Field(
+        description="E.164, e.g. +14155550100", examples=["+14155550100"]
+    )
+    message_at: Annotated[datetime | None, BeforeValidator(lambda v: v and _rfc3339(v))] = Field(
+        None,
+        description="When the message was received (RFC 3339; default now; at most 5 minutes "
+        "in the future)",
+        examples=["2026-01-27T10:00:00Z"],
+    )

@@ -6,7 +6,6 @@ D-41 fixed: `phone_number` must be E.164 (`+` then 7–15 digits, no leading zer
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -14,8 +13,8 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from inbox_allocation.api.schemas.common import ListMeta, RequestBody
+from inbox_allocation.domain.phone import is_e164
 
-E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 DISPLAY_NAME_MAX_CHARS = 255
 
 
@@ -30,7 +29,7 @@ def _phone_number(value: str) -> str:
     value = value.strip()
     if not value:
         raise ValueError("must not be blank")
-    if not E164.fullmatch(value):
+    if not is_e164(value):
         raise ValueError("must be an E.164 number: '+' then 7 to 15 digits, e.g. +15551234001")
     return value
 

@@ -15,11 +15,21 @@ class OperatorStatusOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     operator_id: UUID = Field(examples=["30000000-0000-0000-0000-000000000004"])
-    status: Literal["AVAILABLE", "OFFLINE"]
+    status: Literal["AVAILABLE", "BUSY", "OFFLINE"]
     last_status_change_at: datetime
+    active_conversations: int = Field(
+        description="Conversations currently ALLOCATED to the operator", examples=[2]
+    )
+    max_concurrent_conversations: int | None = Field(
+        description="Capacity for allocate/claim; null = unlimited", examples=[5]
+    )
 
 
 class StatusChange(RequestBody):
-    status: Literal["AVAILABLE", "OFFLINE"] = Field(
-        description="Exactly AVAILABLE or OFFLINE (case-sensitive)", examples=["OFFLINE"]
+    status: Literal["AVAILABLE", "BUSY", "OFFLINE"] = Field(
+        description=(
+            "AVAILABLE (receives conversations), BUSY (keeps its conversations, receives none, "
+            "no grace period) or OFFLINE (grace period for its conversations); case-sensitive"
+        ),
+        examples=["OFFLINE"],
     )

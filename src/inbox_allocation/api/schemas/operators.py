@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from inbox_allocation.api.schemas.common import ListMeta, RequestBody
 
@@ -29,6 +29,10 @@ class OperatorOut(BaseModel):
     id: UUID = Field(examples=["30000000-0000-0000-0000-000000000001"])
     tenant_id: UUID = Field(examples=["10000000-0000-0000-0000-000000000001"])
     role: RoleName = Field(examples=["ADMIN"])
+    max_concurrent_conversations: int | None = Field(
+        description="At most this many conversations via allocate/claim; null = unlimited",
+        examples=[None],
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -40,15 +44,43 @@ class OperatorList(BaseModel):
     meta: ListMeta
 
 
+_CAPACITY_DESCRIPTION = (
+    "Capacity: allocate and claim answer 409 CAPACITY_REACHED once the operator holds this "
+    "many ALLOCATED conversations (a manager's reassign may exceed it); null = unlimited"
+)
+Capacity = Annotated[int, Field(ge=1, le=100_000)]
+
+
 class OperatorCreate(RequestBody):
     role: Annotated[RoleName, BeforeValidator(_required)] = Field(
         description=_ROLE_DESCRIPTION, examples=["OPERATOR"]
     )
+    max_concurrent_conversations: Capacity | None = Field(
+        None, description=_CAPACITY_DESCRIPTION, examples=[5]
+    )
 
 
 class OperatorUpdate(RequestBody):
-    role: Annotated[RoleName, BeforeValidator(_required)] = Field(
+    """At least one field. An absent field is left unchanged; null capacity = unlimited."""
+
+    role: RoleName | None = Field(
+        None,
         description=_ROLE_DESCRIPTION + ". The caller cannot demote itself and the tenant's "
         "last ADMIN cannot be demoted (409).",
         examples=["MANAGER"],
     )
+    max_concurrent_conversations: Capacity | None = Field(
+        None, description=_CAPACITY_DESCRIPTION, examples=[5]
+    )
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> OperatorUpdate:
+        if self.role is None and "max_concurrent_conversations" not in self.model_fields_set:
+            raise ValueError("role or max_concurrent_conversations is required")
+        if "role" in self.model_fields_set and self.role is None:
+            raise ValueError("role: must not be null")
+        return self
+
+    @property
+    def sets_capacity(self) -> bool:
+        return "max_concurrent_conversations" in self.model_fields_set
