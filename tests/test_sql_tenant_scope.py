@@ -35,6 +35,8 @@ ALL_TENANTS = {
     "grace.DELETE_ROWS": "sweeper: by grace row ids it locked",
     "idempotency.DELETE_EXPIRED_BATCH": "cleanup worker: expired keys of every tenant",
     "maintenance.NO_TENANTS_YET": "CLI: is the fresh embedded database empty (seed it)?",
+    "stats.QUEUE_BY_TENANT": "GET /metrics: queued conversations and oldest wait per tenant",
+    "tenant_admin.LIST_TENANTS": "CLI `tenant list`: every tenant, for the operator",
 }
 
 SQL_TEXT = re.compile(r"\b(SELECT\s+.+\s+FROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM)\b",

@@ -3,6 +3,10 @@
 Lifespan (contract §8): database pool with retries → background workers → serve. On
 shutdown uvicorn first stops accepting and drains in-flight requests, then this lifespan stops
 the workers and closes the pool; the CLI stops the embedded database last.
+
+Middleware, outermost first: request context (request and trace ids, access log, request
+metrics, last-resort 500) → CORS → body-size limit → JSON bodies → idempotency → routes.
+GET /metrics (unless METRICS_ENABLED=false) sits beside the routes, outside /api/v1.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ from inbox_allocation.api.routers import (
     lifecycle,
     operator_status,
     operators,
+    stats,
     tenant,
 )
 from inbox_allocation.config import Settings, load_settings
 from inbox_allocation.db.pool import Database, create_pool
 from inbox_allocation.logging import configure_logging, get_logger
+from inbox_allocation.observability import metrics, tracing
 from inbox_allocation.workers import BackgroundWorkers
 
 log = get_logger(__name__)
@@ -50,9 +56,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = Database(pool)
         workers = BackgroundWorkers(app.state.db, settings)
         workers.start()
+        pool_sampler = (
+            metrics.start_pool_sampler(app.state.db) if settings.metrics_enabled else None
+        )
         try:
             yield
         finally:
+            if pool_sampler is not None:
+                await pool_sampler.stop()
             await workers.stop()
             await pool.close()
             log.info("shutdown complete")
@@ -71,18 +82,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Only the contract's listed paths accept a trailing slash (declared on their routes);
         # everything else matches exactly, so no redirects.
         redirect_slashes=False,
+        # FastAPI's own OpenTelemetry spans: recorded only once configure_tracing has
+        # installed an exporter (OTEL_EXPORTER_OTLP_ENDPOINT), never for probes and scrapes.
+        telemetry=tracing.fastapi_telemetry(),
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (health, docs, operator_status, inboxes, operators, tenant, conversations,
-                   allocation, lifecycle, labels):  # fmt: skip
+    tracing.configure_tracing(settings.otel_exporter_otlp_endpoint)
+    modules = (health, docs, operator_status, inboxes, operators, tenant, conversations,
+               allocation, lifecycle, labels, stats)  # fmt: skip
+    for module in modules:
         app.include_router(module.router)
+    request_metrics = None
+    if settings.metrics_enabled:
+        api_routes = [route for module in modules for route in module.router.routes]
+        request_metrics = metrics.install(app, api_routes)
     # Added innermost first: the request context wraps everything, including CORS answers.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(CorsMiddleware)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=request_metrics)
     return app
 
 

@@ -131,6 +131,13 @@ class Settings(BaseSettings):
         timedelta(hours=1), validation_alias="IDEMPOTENCY_CLEANUP_INTERVAL"
     )
 
+    # Observability: GET /metrics (Prometheus) and OpenTelemetry trace export. The export is
+    # off unless an OTLP/HTTP endpoint is given (and needs the `[otel]` extra installed).
+    metrics_enabled: bool = Field(True, validation_alias="METRICS_ENABLED")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, pattern=r"^https?://[^/\s]+", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+
     # Build information for /version (set by the Docker build; `git` is asked otherwise)
     build_time: str = Field("unknown", validation_alias="BUILD_TIME")
     git_commit: str | None = Field(None, validation_alias="GIT_COMMIT")

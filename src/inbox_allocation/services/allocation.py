@@ -20,6 +20,12 @@ from inbox_allocation.domain.errors import (
     OperatorNotAvailable,
     Unauthorized,
 )
+from inbox_allocation.observability.metrics import (
+    ClaimOutcome,
+    record_allocation,
+    record_capacity_refusal,
+    record_claim,
+)
 from inbox_allocation.sql import allocation as sql
 
 
@@ -38,6 +44,7 @@ class AllocationService:
         at = self.clock().timestamp()
         row = await self.db.fetchrow(sql.ALLOCATE_NEXT, tenant_id, operator_id, at, True)
         if row is not None:
+            record_allocation()
             return row
         blocker = await self.db.fetchrow(sql.ALLOCATION_BLOCKER, tenant_id, operator_id)
         assert blocker is not None  # the query always returns one row
@@ -50,7 +57,13 @@ class AllocationService:
         if not blocker["has_subscriptions"]:
             raise NoSubscriptions()
         if blocker["capped"]:
-            return await self._allocate_within_capacity(tenant_id, operator_id, at)
+            try:
+                row = await self._allocate_within_capacity(tenant_id, operator_id, at)
+            except CapacityReached:
+                record_capacity_refusal("allocate")
+                raise
+            record_allocation()
+            return row
         raise NoConversationsAvailable()
 
     async def _allocate_within_capacity(
@@ -73,6 +86,23 @@ class AllocationService:
         - allocated to someone else, or resolved → 409 CONVERSATION_NOT_QUEUED;
         - locked by a concurrent transaction → 409 CONVERSATION_ALREADY_CLAIMED.
         """
+        try:
+            row, outcome = await self._claim(tenant_id, operator_id, conversation_id)
+        except ConversationAlreadyClaimed:
+            record_claim("already_claimed")
+            raise
+        except ConversationNotQueued:
+            record_claim("not_queued")
+            raise
+        except CapacityReached:
+            record_capacity_refusal("claim")
+            raise
+        record_claim(outcome)  # counted once committed
+        return row
+
+    async def _claim(
+        self, tenant_id: UUID, operator_id: UUID, conversation_id: UUID
+    ) -> tuple[asyncpg.Record, ClaimOutcome]:
         async with self.db.transaction() as conn:
             max_active = await _lock_available_caller(conn, tenant_id, operator_id)
             try:
@@ -83,7 +113,7 @@ class AllocationService:
                 raise NotFound("conversation not found")
             if target["state"] == ConversationState.ALLOCATED:
                 if target["assigned_operator_id"] == operator_id:
-                    return target
+                    return target, "already_owned"
                 raise ConversationNotQueued("conversation is allocated to another operator")
             if target["state"] != ConversationState.QUEUED:
                 raise ConversationNotQueued("conversation is resolved")
@@ -98,7 +128,7 @@ class AllocationService:
                 sql.ASSIGN_TO_CALLER, tenant_id, conversation_id, operator_id
             )
             assert claimed is not None  # the row is locked by this transaction and QUEUED
-            return claimed
+            return claimed, "claimed"
 
 
 async def _lock_available_caller(

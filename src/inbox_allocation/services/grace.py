@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from inbox_allocation.db.pool import Database
 from inbox_allocation.domain.enums import ConversationState, OperatorStatus
 from inbox_allocation.logging import get_logger
+from inbox_allocation.observability.metrics import record_grace_release
 from inbox_allocation.sql import grace as sql
 
 log = get_logger(__name__)
@@ -34,6 +35,7 @@ class GraceSweeper:
         total = SweepResult()
         while True:
             batch = await self._sweep_batch()
+            record_grace_release(batch.released)
             total.processed += batch.processed
             total.released += batch.released
             if batch.processed == 0:
