@@ -1,9 +1,14 @@
-"""Command line: `inbox-allocation serve | migrate | seed | db …`.
+"""Command line: `inbox-allocation serve | migrate | seed | db … | tenant …`.
 
 `serve` on the embedded default does all set-up itself (start PostgreSQL, migrate, seed an
 empty database) so `make run` works on a fresh machine. Against a configured server it only
 migrates with `--migrate` and seeds with `--seed`: production databases are never touched
 unasked.
+
+`tenant create --name NAME [--alpha A --beta B]` onboards a customer: it creates the tenant
+and its first ADMIN operator and prints `{"tenant_id": …, "admin_operator_id": …}` (one JSON
+line on stdout); `tenant list` prints every tenant as a JSON array. Both work on the embedded
+default (migrated first, as `serve` does) and on a configured database.
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ import time
 from collections.abc import Callable, Sequence
 
 import asyncpg
-import uvicorn
 
+from inbox_allocation.api.responses import dumps
 from inbox_allocation.config import ConfigError, Settings, load_settings
 from inbox_allocation.db import migrations
 from inbox_allocation.db.embedded import database_dsn, launcher_config, supervisor_pid_file
 from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherError
 from inbox_allocation.db.seed import seed_database
 from inbox_allocation.logging import configure_logging, get_logger
+from inbox_allocation.observability import metrics
+from inbox_allocation.server import serve_http
+from inbox_allocation.services import tenants_admin
 from inbox_allocation.sql import maintenance as maintenance_sql
 
 log = get_logger("inbox_allocation.cli")
@@ -50,30 +58,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             log.info("loaded the demo data (contract §11 seed ids)")
         # Worker processes read their settings from the environment: point them at this DSN.
         os.environ["DATABASE_URL"] = dsn
-        # uvicorn drains on SIGTERM/SIGINT and then re-raises the signal to the previous
-        # handler; a benign one lets us go on to stop the database in order and exit 0.
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, _note_signal)
-        uvicorn.run(
-            "inbox_allocation.app:create_app_from_env",
-            factory=True,
-            host=settings.server_host,
-            port=settings.server_port,
-            workers=settings.server_workers,
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
-            access_log=False,
-            log_config=None,
-            server_header=False,
-            timeout_keep_alive=int(settings.idle_timeout.total_seconds()),
-            timeout_graceful_shutdown=int(settings.shutdown_timeout.total_seconds()),
+        # Several workers: their metrics meet in PROMETHEUS_MULTIPROC_DIR, which must exist
+        # (and be in the environment they inherit) before they start; removed on exit. A
+        # directory the operator set is used instead, and cleared of a previous run's files.
+        multiprocess = settings.metrics_enabled and (
+            settings.server_workers > 1 or metrics.MULTIPROC_ENV in os.environ
         )
+        with metrics.multiprocess_directory(multiprocess):
+            serve_http(settings)
     return 0
-
-
-def _note_signal(signum: int, _frame: object) -> None:
-    log.info("received signal after drain", signal=signal.Signals(signum).name)
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -173,6 +166,46 @@ def _db_stop(pid_file: os.PathLike[str]) -> int:
     return 0
 
 
+def cmd_tenant(settings: Settings, args: argparse.Namespace) -> int:
+    """`tenant create` / `tenant list`: JSON on stdout, one-line errors on stderr."""
+    if args.action == "create":
+        # Checked before any database is started: a typo fails at once.
+        problems = tenants_admin.new_tenant_problems(args.name, args.alpha, args.beta)
+        if problems:
+            print(f"inbox-allocation: invalid tenant: {'; '.join(problems)}", file=sys.stderr)
+            return 2
+    with database_dsn(settings) as dsn:
+        if settings.use_embedded_db:
+            migrations.upgrade(dsn)  # a fresh embedded database gets its schema, as in `serve`
+        try:
+            output = asyncio.run(_tenant_action(dsn, args))
+        except tenants_admin.ProvisioningError as exc:
+            print(f"inbox-allocation: {exc}", file=sys.stderr)
+            return 1
+        except asyncpg.UndefinedTableError:
+            print(
+                "inbox-allocation: the database has no schema yet; run "
+                "`inbox-allocation migrate up` first",
+                file=sys.stderr,
+            )
+            return 1
+    print(dumps(output).decode(), flush=True)
+    return 0
+
+
+async def _tenant_action(dsn: str, args: argparse.Namespace) -> object:
+    conn = await asyncpg.connect(dsn)
+    try:
+        if args.action == "list":
+            return await tenants_admin.list_tenants(conn)
+        created = await tenants_admin.create_tenant(
+            conn, name=args.name, alpha=args.alpha, beta=args.beta
+        )
+        return {"tenant_id": created.tenant_id, "admin_operator_id": created.admin_operator_id}
+    finally:
+        await conn.close()
+
+
 def _running_pid(pid_file: os.PathLike[str]) -> int | None:
     try:
         with open(pid_file) as handle:
@@ -204,6 +237,24 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["run", "start", "stop"],
                     help="run: foreground; start/stop: in the background")  # fmt: skip
     db.set_defaults(handler=cmd_db)
+
+    tenant = sub.add_parser("tenant", help="provision tenants (onboard a customer)")
+    tenant_sub = tenant.add_subparsers(dest="action", required=True)
+    create = tenant_sub.add_parser(
+        "create",
+        help="create a tenant and its first ADMIN operator; prints both ids as JSON",
+    )
+    create.add_argument("--name", required=True, help="the tenant's unique name")
+    default = tenants_admin.DEFAULT_WEIGHT
+    create.add_argument(
+        "--alpha", type=float, default=default, help="message-count weight, 0..1 (default 0.5)"
+    )
+    create.add_argument(
+        "--beta", type=float, default=default,
+        help="waiting-time weight, 0..1; alpha + beta = 1 (default 0.5)",
+    )  # fmt: skip
+    tenant_sub.add_parser("list", help="print every tenant as a JSON array")
+    tenant.set_defaults(handler=cmd_tenant)
     return parser
 
 

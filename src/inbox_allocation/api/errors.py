@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -132,22 +133,55 @@ async def _http_exception(_: Request, exc: Exception) -> Response:
     return error_response(error.status, error.code, error.message, headers=headers)
 
 
+class _OutageLog:
+    """At most one warning per second while the database is unreachable (an outage under
+    load would otherwise write one line per request)."""
+
+    interval = 1.0
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.suppressed = 0
+
+    def warn(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            self.suppressed += 1
+            return
+        log.warning("database unavailable", error=f"{type(exc).__name__}: {exc}",
+                    similar_since_last=self.suppressed)  # fmt: skip
+        self.last, self.suppressed = now, 0
+
+
+_outage_log = _OutageLog()
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
-    log.warning("database unavailable", error=f"{type(exc).__name__}: {exc}")
+    _outage_log.warn(exc)
     error = DatabaseUnavailable()
     return error_response(error.status, error.code, error.message, headers={"Retry-After": "1"})
 
 
-async def _query_canceled(request: Request, exc: Exception) -> Response:
-    # statement_timeout / command_timeout: the database is too slow to answer in time.
-    return await _database_unavailable(request, exc)
+async def _data_exception(_: Request, exc: Exception) -> Response:
+    # SQLSTATE class 22 (e.g. a NUL byte in text, a value out of range): bad input that
+    # slipped past validation; the client's fault, never a 500.
+    log.info("data exception from PostgreSQL", error=f"{type(exc).__name__}: {exc}")
+    return error_response(400, "BAD_REQUEST", "a value in the request cannot be stored")
+
+
+async def _integrity_violation(_: Request, exc: Exception) -> Response:
+    # SQLSTATE class 23 that no service turned into a specific answer: a concurrent change
+    # (e.g. a row deleted meanwhile) — a conflict, not a server error.
+    log.warning("integrity violation", error=f"{type(exc).__name__}: {exc}")
+    return error_response(409, "CONFLICT", "the request conflicts with a concurrent change")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
-    app.add_exception_handler(asyncpg.QueryCanceledError, _query_canceled)
+    app.add_exception_handler(asyncpg.DataError, _data_exception)
+    app.add_exception_handler(asyncpg.IntegrityConstraintViolationError, _integrity_violation)
     for exc_type in CONNECTION_ERRORS:
         app.add_exception_handler(exc_type, _database_unavailable)
 

@@ -10,14 +10,20 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inbox_allocation.api.responses import JSON_MEDIA_TYPE, error_response
-from inbox_allocation.domain.errors import ApiError
+from inbox_allocation.db.pool import CONNECTION_ERRORS
+from inbox_allocation.domain.errors import ApiError, DatabaseUnavailable
 from inbox_allocation.domain.ids import parse_uuid
+from inbox_allocation.logging import get_logger
+from inbox_allocation.observability.metrics import record_idempotent_replay
 from inbox_allocation.services import idempotency as service
 
 KEY_HEADERS = (b"idempotency-key", b"x-idempotency-key")
 MAX_KEY_LENGTH = 255
+MAX_PATH_LENGTH = 255  # idempotency_keys.endpoint; longer paths match no route anyway
 MUTATING_METHODS = frozenset({"POST", "PUT", "DELETE"})
 REPLAY_HEADERS = [(b"idempotent-replayed", b"true"), (b"x-idempotency-replay", b"true")]
+
+log = get_logger(__name__)
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -45,6 +51,7 @@ class IdempotencyMiddleware:
             scope["type"] != "http"
             or scope["method"] not in MUTATING_METHODS
             or not scope["path"].startswith("/api/v1/")
+            or len(scope["path"]) > MAX_PATH_LENGTH
         ):
             await self.app(scope, receive, send)
             return
@@ -81,6 +88,11 @@ class IdempotencyMiddleware:
         except ApiError as error:
             await error_response(error.status, error.code, error.message)(scope, receive, send)
             return
+        except CONNECTION_ERRORS:
+            unavailable = DatabaseUnavailable()
+            response = error_response(unavailable.status, unavailable.code, unavailable.message)
+            await response(scope, receive, send)
+            return
 
         body_sent = False
 
@@ -94,6 +106,7 @@ class IdempotencyMiddleware:
         if outcome is None:
             await self.app(scope, replay_body, send)
         elif isinstance(outcome, service.StoredResponse):
+            record_idempotent_replay()
             await self._replay(outcome, send)
         else:
             await self._run_and_store(
@@ -124,9 +137,25 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, receive, capture)
         except BaseException:
-            await store.release(key_scope, reservation)
+            await self._forget(store, key_scope, reservation)
             raise
-        await store.complete(key_scope, reservation, status, b"".join(chunks))
+        try:
+            await store.complete(key_scope, reservation, status, b"".join(chunks))
+        except CONNECTION_ERRORS as exc:
+            # The response is already sent; the unfinished reservation is taken over by a
+            # retry once it is considered abandoned.
+            log.warning("could not store an idempotent response", error=str(exc))
+
+    @staticmethod
+    async def _forget(
+        store: service.IdempotencyStore,
+        key_scope: service.Scope,
+        reservation: service.Reservation,
+    ) -> None:
+        try:
+            await store.release(key_scope, reservation)
+        except CONNECTION_ERRORS as exc:
+            log.warning("could not release an idempotency reservation", error=str(exc))
 
     @staticmethod
     async def _replay(stored: service.StoredResponse, send: Send) -> None:

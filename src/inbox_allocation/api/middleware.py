@@ -1,7 +1,9 @@
 """Pure ASGI middleware (no per-request Request objects: they sit on every hot path).
 
-Order, outermost first: request context (id, access log, last-resort 500) → CORS → body-size
-limit → JSON bodies → the application.
+Order, outermost first: request context (id, trace ids, access log, request metrics,
+last-resort 500) → CORS → body-size limit → JSON bodies → idempotency → the application.
+The request context is outermost so that every response (preflights, 413s, replays and
+500s included) carries its ids and is counted in the metrics.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uuid_utils import uuid7
 
 from inbox_allocation.api.responses import error_response
+from inbox_allocation.db.pool import CONNECTION_ERRORS
 from inbox_allocation.logging import get_logger
+from inbox_allocation.observability.metrics import RequestMetrics
+from inbox_allocation.observability.tracing import TRACEPARENT_HEADER, start_request_trace
 
 access_log = get_logger("inbox_allocation.access")
 log = get_logger(__name__)
@@ -32,15 +37,20 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class RequestContextMiddleware:
-    """Request id in and out, one access-log line per request, and the 500 safety net.
+    """Request and trace ids in and out, one access-log line and one metrics sample per
+    request, and the 500 safety net.
 
-    The id is the incoming X-Correlation-ID, else X-Request-ID, else a new UUIDv7; both
-    headers carry it on every response (errors, preflights and replays included) and it is
-    bound to every log line written while the request runs.
+    The request id is the incoming X-Correlation-ID, else X-Request-ID, else a new UUIDv7;
+    both headers carry it on every response (errors, preflights and replays included). The
+    trace continues an incoming W3C `traceparent` (or starts one) and the response carries
+    `traceparent` with this request's span (observability.tracing). request_id, trace_id and
+    span_id are bound to every log line written while the request runs. With `metrics`, the
+    request's count and duration are recorded by route template and status.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,6 +59,7 @@ class RequestContextMiddleware:
         request_id = (
             _header(scope, b"x-correlation-id") or _header(scope, b"x-request-id") or str(uuid7())
         )
+        trace = start_request_trace(_header(scope, TRACEPARENT_HEADER))
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -61,13 +72,23 @@ class RequestContextMiddleware:
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-ID"] = request_id
                 headers["X-Correlation-ID"] = request_id
+                headers["traceparent"] = trace.traceparent
             await send(message)
 
         # Fresh log context per request; dependencies add tenant and operator to it.
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        structlog.contextvars.bind_contextvars(
+            request_id=request_id, trace_id=trace.trace_id, span_id=trace.span_id
+        )
         try:
             await self.app(scope, receive, send_with_id)
+        except CONNECTION_ERRORS as exc:
+            # A database failure outside the routes' handlers (e.g. in a middleware).
+            log.warning("database unavailable", error=f"{type(exc).__name__}: {exc}")
+            if response_started:
+                raise
+            response = error_response(503, "DB_UNAVAILABLE", "database unavailable, retry later")
+            await response(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled error", method=scope["method"], path=scope["path"])
             if response_started:
@@ -75,13 +96,16 @@ class RequestContextMiddleware:
             response = error_response(500, "INTERNAL_ERROR", "internal server error")
             await response(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
             access_log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
             )
+            if self.metrics is not None:
+                self.metrics.observe(scope, status, elapsed)
 
 
 class CorsMiddleware:
@@ -94,9 +118,11 @@ class CorsMiddleware:
     ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
     ALLOW_HEADERS = (
         "Accept, Authorization, Content-Type, X-Tenant-ID, X-Operator-ID, X-Request-ID, "
-        "X-Correlation-ID, Idempotency-Key, X-Idempotency-Key"
+        "X-Correlation-ID, Idempotency-Key, X-Idempotency-Key, traceparent, tracestate"
     )
-    EXPOSE_HEADERS = "X-Request-ID, X-Correlation-ID, Idempotent-Replayed, X-Idempotency-Replay"
+    EXPOSE_HEADERS = (
+        "X-Request-ID, X-Correlation-ID, Idempotent-Replayed, X-Idempotency-Replay, traceparent"
+    )
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -154,7 +180,9 @@ class JsonBodyMiddleware:
         ):
             headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
             headers.append((b"content-type", b"application/json"))
-            scope = dict(scope, headers=headers)
+            # In place, not a copy: the router records the matched route in this scope and the
+            # request-context middleware reads it from there (the metrics' route label).
+            scope["headers"] = headers
         await self.app(scope, receive, send)
 
 

@@ -7,6 +7,7 @@ and every statement of the transaction goes through that `conn` (never back to t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,21 +24,41 @@ from tenacity import (
 )
 
 from inbox_allocation.config import Settings
+from inbox_allocation.domain.errors import DatabaseUnavailable
 from inbox_allocation.logging import get_logger
 
 log = get_logger(__name__)
 
 # Errors meaning "the database is not reachable right now" (as opposed to a query bug).
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (
-    asyncpg.PostgresConnectionError,  # includes CannotConnectNowError (starting/stopping)
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    # Class 57: shutting down / starting up (cannot_connect_now), backend terminated
+    # (admin_shutdown), crash recovery, statement timeout (query_canceled).
+    asyncpg.exceptions.OperatorInterventionError,
     asyncpg.InterfaceError,  # connection closed underneath a query
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
+    # A connection that died mid-operation can leave asyncpg's protocol state inconsistent
+    # ("cannot switch to state …") when the pool resets it on release.
+    asyncpg.InternalClientError,
     ConnectionError,
     socket.gaierror,
     OSError,
     TimeoutError,
 )
+
+# The connection died under a running statement: the server-side transaction is gone.
+DISCONNECT_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,  # pg_terminate_backend, server shutdown
+    asyncpg.CrashShutdownError,
+    ConnectionResetError,
+    BrokenPipeError,
+)
+
+
+class TransactionInterrupted(DatabaseUnavailable):
+    """The connection was lost inside a transaction before COMMIT was sent: PostgreSQL rolled
+    it back, nothing of it is visible, so running it again is safe (the API retries once)."""
+
 
 # What services receive: a plain connection or one borrowed from the pool.
 Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
@@ -63,8 +84,28 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self.connection() as conn, conn.transaction():
-            yield conn
+        """BEGIN … COMMIT on one connection; every statement of the block must use it.
+
+        A connection lost before COMMIT raises TransactionInterrupted (safe to retry); lost
+        during COMMIT the outcome is unknown and the error is raised as it is (never retried).
+        """
+        committing = False
+        try:
+            async with self.connection() as conn:
+                transaction = conn.transaction()
+                await transaction.start()
+                try:
+                    yield conn
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await transaction.rollback()
+                    raise
+                committing = True
+                await transaction.commit()
+        except DISCONNECT_ERRORS as exc:
+            if committing:
+                raise
+            raise TransactionInterrupted() from exc
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async with self.connection() as conn:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from starlette.responses import Response
 
 from inbox_allocation.api.deps import CallerDep, ClockDep, DbDep, IdentityDep
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.responses import ok
+from inbox_allocation.api.routing import api_router
 from inbox_allocation.api.schemas.conversations import Allocation, render_allocation
 from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.api.schemas.lifecycle import ConversationRef
 from inbox_allocation.services.allocation import AllocationService
 
-router = APIRouter(prefix="/api/v1", tags=["allocation"])
+router = api_router(prefix="/api/v1", tags=["allocation"])
 
 
 async def allocation_service(db: DbDep, clock: ClockDep) -> AllocationService:

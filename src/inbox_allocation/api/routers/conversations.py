@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Depends, Path, Query
 from starlette.responses import Response
 
 from inbox_allocation.api.deps import CallerDep, ClockDep, DbDep, ManagerDep
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import parse_id
 from inbox_allocation.api.responses import ok
+from inbox_allocation.api.routing import api_router
 from inbox_allocation.api.schemas.conversation_queries import (
     ConversationList,
     SearchResult,
@@ -27,7 +28,7 @@ from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.services.conversations import ConversationService
 from inbox_allocation.services.ingestion import InboundMessage, IngestionService
 
-router = APIRouter(prefix="/api/v1", tags=["conversations"])
+router = api_router(prefix="/api/v1", tags=["conversations"])
 
 SEED_INBOX = "20000000-0000-0000-0000-000000000001"
 SEED_OPERATOR = "30000000-0000-0000-0000-000000000004"

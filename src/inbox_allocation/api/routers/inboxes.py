@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Depends, Path, Query
 from starlette.responses import Response
 
 from inbox_allocation.api.deps import CallerDep, DbDep, ManagerDep
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import PaginationDep, parse_id
 from inbox_allocation.api.responses import no_content, ok
+from inbox_allocation.api.routing import api_router
 from inbox_allocation.api.schemas.common import list_meta
 from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.api.schemas.inboxes import InboxCreate, InboxList, InboxOut, InboxUpdate
@@ -31,7 +32,7 @@ from inbox_allocation.services.subscriptions import SubscriptionService
 SEED_INBOX = "20000000-0000-0000-0000-000000000001"
 SEED_OPERATOR = "30000000-0000-0000-0000-000000000004"
 
-router = APIRouter(prefix="/api/v1/inboxes")
+router = api_router(prefix="/api/v1/inboxes")
 
 
 async def inbox_id_path(

@@ -11,19 +11,20 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Depends, Path, Query
 from starlette.responses import Response
 
 from inbox_allocation.api.deps import CallerDep, DbDep
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import parse_id
 from inbox_allocation.api.responses import no_content, ok
+from inbox_allocation.api.routing import api_router
 from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.api.schemas.labels import Label, LabelAttachment, LabelCreate, LabelUpdate
 from inbox_allocation.domain.errors import InvalidPath, InvalidQuery
 from inbox_allocation.services.labels import LabelService
 
-router = APIRouter(prefix="/api/v1", tags=["labels"])
+router = api_router(prefix="/api/v1", tags=["labels"])
 
 SEED_INBOX = "20000000-0000-0000-0000-000000000001"
 SEED_LABEL = "60000000-0000-0000-0000-000000000001"

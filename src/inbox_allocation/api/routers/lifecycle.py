@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from starlette.responses import Response
 
 from inbox_allocation.api.deps import CallerDep, DbDep
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.responses import ok
+from inbox_allocation.api.routing import api_router
 from inbox_allocation.api.schemas.conversations import Lifecycle, render_lifecycle
 from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.api.schemas.lifecycle import (
@@ -19,7 +20,7 @@ from inbox_allocation.api.schemas.lifecycle import (
 )
 from inbox_allocation.services.lifecycle import LifecycleService
 
-router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
+router = api_router(prefix="/api/v1", tags=["lifecycle"])
 
 
 async def lifecycle_service(db: DbDep) -> LifecycleService:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from starlette.responses import Response
 
 from inbox_allocation.api.deps import CallerDep, DbDep, SettingsDep
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.responses import ok
+from inbox_allocation.api.routing import api_router
 from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.api.schemas.operator_status import OperatorStatusOut, StatusChange
 from inbox_allocation.domain.enums import OperatorStatus
 from inbox_allocation.services.operator_status import OperatorStatusService
 
-router = APIRouter(prefix="/api/v1/operator", tags=["operator status"])
+router = api_router(prefix="/api/v1/operator", tags=["operator status"])
 
 
 async def operator_status_service(db: DbDep, settings: SettingsDep) -> OperatorStatusService:

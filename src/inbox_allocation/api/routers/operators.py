@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import Depends, Path
 from starlette.responses import Response
 
 from inbox_allocation.api.deps import AdminDep, DbDep
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import PaginationDep, parse_id
 from inbox_allocation.api.responses import no_content, ok
+from inbox_allocation.api.routing import api_router
 from inbox_allocation.api.schemas.common import list_meta
 from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.api.schemas.operators import (
@@ -32,7 +33,7 @@ from inbox_allocation.services.subscriptions import SubscriptionService
 
 SEED_OPERATOR = "30000000-0000-0000-0000-000000000004"
 
-router = APIRouter(prefix="/api/v1/operators")
+router = api_router(prefix="/api/v1/operators")
 
 
 async def operator_id_path(

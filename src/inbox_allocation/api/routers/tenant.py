@@ -7,17 +7,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from starlette.responses import Response
 
 from inbox_allocation.api.deps import AdminDep, DbDep
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.responses import ok
+from inbox_allocation.api.routing import api_router
 from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.api.schemas.tenant import TenantOut, WeightsUpdate
 from inbox_allocation.services.tenants import TenantService
 
-router = APIRouter(prefix="/api/v1/tenant", tags=["tenant"])
+router = api_router(prefix="/api/v1/tenant", tags=["tenant"])
 
 
 async def tenant_service(db: DbDep) -> TenantService:

@@ -1,0 +1,244 @@
+"""Database faults: an outage under load, and backends killed in the middle of a request.
+
+- While PostgreSQL is down, /api/v1 requests fail fast (≤ 2 s) with 503 DB_UNAVAILABLE, /ready
+  is 503 and /health stays 200; once it is back the service recovers by itself (≤ 5 s).
+- A transaction whose backend is killed before COMMIT is retried once on a fresh connection
+  (nothing of it was applied); a second loss is answered 503; nothing is ever half-applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+import httpx
+import pytest_asyncio
+
+from inbox_allocation.app import create_app
+from inbox_allocation.config import Settings
+from inbox_allocation.db import migrations
+from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherConfig
+from inbox_allocation.db.seed import seed_database
+from tests.helpers import free_port, world_traversable_tempdir
+from tests.seed_ids import ACME_MANAGER, ACME_OP4, ACME_OP5, ACME_OP7, conversation, headers
+
+OUTAGE_SECONDS = 10.0
+FAIL_FAST_SECONDS = 2.0
+RECOVERY_SECONDS = 5.0
+
+
+# --- an outage under load -------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    sent: float
+    latency: float
+    status: int | None  # None: the client saw no HTTP response at all
+    code: str | None
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_database() -> AsyncIterator[tuple[EmbeddedPostgres, LauncherConfig]]:
+    base = world_traversable_tempdir("inbox-allocation-outage-")
+    config = LauncherConfig(
+        data_dir=base / "pg", port=free_port(), user="test", password="test",
+        database="outage", fsync=False,
+    )  # fmt: skip
+    server = EmbeddedPostgres(config).start()
+    migrations.upgrade(server.dsn)
+    await seed_database(server.dsn)
+    try:
+        yield server, config
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def _load(client: httpx.AsyncClient, operator: str, stop: asyncio.Event,
+                outcomes: list[Outcome]) -> None:  # fmt: skip
+    """One operator: allocate, resolve what it got, read its status; record everything."""
+    while not stop.is_set():
+        for method, path, body in (
+            ("POST", "/api/v1/allocate", None),
+            ("GET", "/api/v1/operator/status", None),
+            ("GET", "/api/v1/conversations?per_page=5", None),
+        ):
+            started = time.monotonic()
+            try:
+                response = await client.request(method, path, headers=headers(operator), json=body)
+                status = response.status_code
+                code = response.json().get("error", {}).get("code") if status >= 400 else None
+                if path.endswith("allocate") and status == 200:
+                    resolve = {"conversation_id": response.json()["data"]["id"]}
+                    await client.post("/api/v1/resolve", headers=headers(operator), json=resolve)
+            except httpx.HTTPError:
+                status, code = None, None
+            outcomes.append(Outcome(started, time.monotonic() - started, status, code))
+            await asyncio.sleep(0.01)
+
+
+async def test_outage_fails_fast_and_recovers(
+    own_database: tuple[EmbeddedPostgres, LauncherConfig],
+) -> None:
+    server, config = own_database
+    settings = Settings(
+        database_url=server.dsn, db_min_conns=2, db_max_conns=10, log_level="error",
+        grace_period_interval=timedelta(seconds=1),
+    )  # fmt: skip
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            outcomes: list[Outcome] = []
+            stop = asyncio.Event()
+            load = [asyncio.create_task(_load(client, op, stop, outcomes))
+                    for op in (ACME_OP4, ACME_OP5, ACME_OP7, ACME_MANAGER)]  # fmt: skip
+            await asyncio.sleep(1.0)
+
+            down_at = time.monotonic()
+            await asyncio.to_thread(server.stop)
+            await asyncio.sleep(0.5)
+            ready = await client.get("/ready")
+            health = await client.get("/health")
+            assert ready.status_code == 503
+            assert ready.json()["data"]["ready"] is False
+            assert health.status_code == 200  # liveness must not restart a healthy process
+            assert health.json()["data"]["checks"]["database"]["status"] == "unhealthy"
+            await asyncio.sleep(OUTAGE_SECONDS - 0.5)
+
+            up_at = time.monotonic()
+            restarted = await asyncio.to_thread(EmbeddedPostgres(config).start)
+            recovered_at = None
+            while time.monotonic() - up_at < RECOVERY_SECONDS + 5:
+                probe = await client.get("/api/v1/operator/status", headers=headers(ACME_OP4))
+                if probe.status_code == 200:
+                    recovered_at = time.monotonic()
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # load continues on the recovered database
+            stop.set()
+            await asyncio.gather(*load)
+            assert (await client.get("/ready")).status_code == 200
+
+    server.process, server.attached_pid = restarted.process, None  # the fixture stops it
+    during = [o for o in outcomes if down_at + 0.2 < o.sent < up_at]
+    assert during, "no request was sent during the outage"
+    assert all(o.status == 503 and o.code == "DB_UNAVAILABLE" for o in during), {
+        (o.status, o.code) for o in during
+    }
+    assert max(o.latency for o in during) <= FAIL_FAST_SECONDS
+    unexpected = {
+        (o.status, o.code)
+        for o in outcomes
+        if o.status is None or (o.status >= 500 and o.status != 503)
+    }
+    assert not unexpected, unexpected
+    assert recovered_at is not None
+    assert recovered_at - up_at <= RECOVERY_SECONDS, recovered_at - up_at
+    after = [o for o in outcomes if o.sent > recovered_at]
+    assert after
+    assert all(o.status is not None and o.status < 500 for o in after)
+
+    conn = await asyncpg.connect(restarted.dsn)
+    try:  # nothing half-applied: state and assignee always agree
+        inconsistent = await conn.fetchval(
+            "SELECT count(*) FROM conversation_refs WHERE (state = 'ALLOCATED') "
+            "<> (assigned_operator_id IS NOT NULL) AND state <> 'RESOLVED'"
+        )
+        assert inconsistent == 0
+    finally:
+        await conn.close()
+
+
+# --- backends killed in the middle of a request ---------------------------------------------
+
+
+async def _backend_waiting_for_lock(db: asyncpg.Pool, fragment: str) -> int:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        pid = await db.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid() LIMIT 1",
+            fragment,
+        )
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no backend waiting on a lock in a query with {fragment!r}")
+
+
+async def test_transaction_killed_before_commit_is_retried_once(
+    client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    target = uuid.UUID(conversation(5))  # ALLOCATED to operator 04
+    async with db.acquire() as holder:
+        blocker = holder.transaction()
+        await blocker.start()
+        await holder.execute("SELECT 1 FROM conversation_refs WHERE id = $1 FOR UPDATE", target)
+        request = asyncio.create_task(client.post(
+            "/api/v1/resolve", headers=headers(ACME_OP4),
+            json={"conversation_id": conversation(5)},
+        ))  # fmt: skip
+        victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
+        await db.execute("SELECT pg_terminate_backend($1)", victim)
+        retried = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
+        assert retried != victim  # the retry runs on a fresh connection
+        await blocker.rollback()
+    response = await request
+    assert response.status_code == 200
+    assert response.json()["data"]["state"] == "RESOLVED"
+
+
+async def test_transaction_killed_twice_fails_cleanly(
+    client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    target = uuid.UUID(conversation(5))
+    async with db.acquire() as holder:
+        blocker = holder.transaction()
+        await blocker.start()
+        await holder.execute("SELECT 1 FROM conversation_refs WHERE id = $1 FOR UPDATE", target)
+        request = asyncio.create_task(client.post(
+            "/api/v1/deallocate", headers=headers(ACME_MANAGER),
+            json={"conversation_id": conversation(5)},
+        ))  # fmt: skip
+        for _ in range(2):
+            victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
+            await db.execute("SELECT pg_terminate_backend($1)", victim)
+        await blocker.rollback()
+    response = await request
+    assert (response.status_code, response.json()["error"]["code"]) == (503, "DB_UNAVAILABLE")
+    row = await db.fetchrow(
+        "SELECT state::text, assigned_operator_id::text FROM conversation_refs WHERE id = $1",
+        target,
+    )
+    assert row is not None
+    assert (row["state"], row["assigned_operator_id"]) == ("ALLOCATED", ACME_OP4)
+
+
+async def test_single_statement_killed_fails_cleanly(
+    client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    """/allocate is one autocommit statement: a lost connection may or may not have committed
+    it, so it is never retried — it fails with 503 and, killed mid-statement, applied nothing."""
+    before = await db.fetchval("SELECT count(*) FROM conversation_refs WHERE state = 'ALLOCATED'")
+    async with db.acquire() as holder:
+        blocker = holder.transaction()
+        await blocker.start()
+        await holder.execute(
+            "SELECT 1 FROM operator_status WHERE operator_id = $1 FOR UPDATE", uuid.UUID(ACME_OP4)
+        )
+        request = asyncio.create_task(client.post("/api/v1/allocate", headers=headers(ACME_OP4)))
+        victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF s")
+        await db.execute("SELECT pg_terminate_backend($1)", victim)
+        await blocker.rollback()
+    response = await request
+    assert (response.status_code, response.json()["error"]["code"]) == (503, "DB_UNAVAILABLE")
+    after = await db.fetchval("SELECT count(*) FROM conversation_refs WHERE state = 'ALLOCATED'")
+    assert after == before
