@@ -61,10 +61,10 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         key = raw_key.decode("latin-1")
-        if len(key) > MAX_KEY_LENGTH:
+        if len(key) > MAX_KEY_LENGTH or not key.isprintable():
             response = error_response(
                 400, "VALIDATION_ERROR", "validation failed",
-                [f"Idempotency-Key: at most {MAX_KEY_LENGTH} characters"],
+                [f"Idempotency-Key: 1 to {MAX_KEY_LENGTH} printable characters"],
             )  # fmt: skip
             await response(scope, receive, send)
             return
