@@ -25,6 +25,7 @@ from inbox_allocation.api.middleware import (
     JsonBodyMiddleware,
     RequestContextMiddleware,
 )
+from inbox_allocation.api.openapi import install_openapi
 from inbox_allocation.api.routers import (
     allocation,
     conversations,
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_openapi(app)
     tracing.configure_tracing(settings.otel_exporter_otlp_endpoint)
     modules = (health, docs, operator_status, inboxes, operators, tenant, conversations,
                allocation, lifecycle, labels, stats)  # fmt: skip

@@ -12,6 +12,85 @@ from typing import Any
 import yaml
 from fastapi import FastAPI
 
+MUTATING = ("post", "put", "delete")
+
+_IDEMPOTENCY_DESCRIPTION = (
+    "Makes a retry safe: the first request with a key runs; retries with the same key (same "
+    "operator, method, path and body) get the stored status and body back with "
+    "`Idempotent-Replayed: true`; a concurrent duplicate waits for the first. The same key with "
+    "a different request is 422 IDEMPOTENCY_KEY_REUSED. Kept for IDEMPOTENCY_TTL (24 h); 5xx "
+    "results are not kept."
+)
+
+
+def _header(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": False, "description": description,
+            "schema": schema}  # fmt: skip
+
+
+def _document_middleware_headers(document: dict[str, Any]) -> None:
+    """Headers handled by middleware, which FastAPI cannot see: idempotency keys, request and
+    trace ids, replays and 413s — added to every operation they apply to."""
+    headers = document.setdefault("components", {}).setdefault("headers", {})
+    headers["X-Request-ID"] = {
+        "description": "The request id (the caller's X-Correlation-ID or X-Request-ID, else a "
+        "new UUIDv7); also sent as X-Correlation-ID",
+        "schema": {"type": "string"},
+    }
+    headers["traceparent"] = {
+        "description": "W3C trace context of this request's span",
+        "schema": {"type": "string"},
+    }
+    headers["Idempotent-Replayed"] = {
+        "description": "`true` when the response is the stored result of an earlier request "
+        "with the same Idempotency-Key (also sent as X-Idempotency-Replay)",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+    key_schema = {"type": "string", "minLength": 1, "maxLength": 255}
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            params = operation.setdefault("parameters", [])
+            params += [
+                _header("X-Request-ID", "Request id echoed in the response (any string)",
+                        {"type": "string"}),
+                _header("traceparent", "W3C trace context to continue", {"type": "string"}),
+            ]  # fmt: skip
+            mutating = method in MUTATING and path.startswith("/api/v1/")
+            if mutating:
+                params += [
+                    _header("Idempotency-Key", _IDEMPOTENCY_DESCRIPTION, key_schema),
+                    {**_header("X-Idempotency-Key", "Older name of Idempotency-Key", key_schema),
+                     "deprecated": True},
+                ]  # fmt: skip
+            for status, response in operation.get("responses", {}).items():
+                response_headers = response.setdefault("headers", {})
+                response_headers["X-Request-ID"] = {"$ref": "#/components/headers/X-Request-ID"}
+                response_headers["traceparent"] = {"$ref": "#/components/headers/traceparent"}
+                if mutating and str(status) < "5":
+                    response_headers["Idempotent-Replayed"] = {
+                        "$ref": "#/components/headers/Idempotent-Replayed"
+                    }
+            if "requestBody" in operation:
+                operation["responses"].setdefault("413", {
+                    "description": "Request body over 1 MiB (PAYLOAD_TOO_LARGE)",
+                    "content": {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/ErrorEnvelope"}}},
+                })  # fmt: skip
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Make `app.openapi()` include the middleware-level headers (cached like FastAPI's)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            _document_middleware_headers(document)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:
     return app.openapi()
