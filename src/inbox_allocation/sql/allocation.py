@@ -22,8 +22,7 @@ from inbox_allocation.sql.conversations import (
 #   change waits for this allocation to finish (and then gives it a grace row if it goes
 #   OFFLINE); $4 = true admits only uncapped operators (capped ones come through
 #   LOCK_CALLER + COUNT_ACTIVE in a transaction first, and pass false);
-# - its subscriptions, locked FOR KEY SHARE: an unsubscribe committed meanwhile hides the
-#   inbox, and one in progress waits (it then re-queues what we allocated there);
+# - its subscribed inboxes;
 # - per subscribed inbox, the best QUEUED candidate of each priority class, each a short
 #   index scan with FOR NO KEY UPDATE SKIP LOCKED: rows another allocator holds are skipped,
 #   so two callers never receive the same conversation (fixes D-01) and none waits;
@@ -31,6 +30,10 @@ from inbox_allocation.sql.conversations import (
 #   highest key a young row can have); aged = waiting 24 h or more, ordered by
 #   priority_aged_key;
 # - the candidates compared by their priority at instant $3, ties: longest waiting, then id;
+# - the winner's subscription locked FOR KEY SHARE: an unsubscribe committed meanwhile makes
+#   the statement allocate nothing (the client retries), one in progress waits for us and then
+#   re-queues what we allocated in that inbox — never a conversation of an inbox the operator
+#   has left;
 # - the winner marked ALLOCATED.
 # $1 tenant_id, $2 operator_id, $3 the instant (epoch seconds), $4 uncapped callers only
 ALLOCATE_NEXT = f"""
@@ -49,13 +52,12 @@ subscribed AS (
     SELECT sub.inbox_id, caller.alpha, caller.beta
     FROM caller
     JOIN operator_inbox_subscriptions sub ON sub.operator_id = caller.operator_id
-    FOR KEY SHARE OF sub
 ),
 young_best AS (
     SELECT pick.*, subscribed.beta
     FROM subscribed
     CROSS JOIN LATERAL (
-        SELECT c.id, c.priority_young_key, c.priority_aged_key, c.last_message_at
+        SELECT c.id, c.inbox_id, c.priority_young_key, c.priority_aged_key, c.last_message_at
         FROM conversation_refs c
         WHERE c.tenant_id = $1 AND c.inbox_id = subscribed.inbox_id AND c.state = 'QUEUED'
           AND c.last_message_at > to_timestamp($3::float8 - 86400)
@@ -70,7 +72,7 @@ aged_best AS (
     SELECT pick.*, subscribed.beta
     FROM subscribed
     CROSS JOIN LATERAL (
-        SELECT c.id, c.priority_young_key, c.priority_aged_key, c.last_message_at
+        SELECT c.id, c.inbox_id, c.priority_young_key, c.priority_aged_key, c.last_message_at
         FROM conversation_refs c
         WHERE c.tenant_id = $1 AND c.inbox_id = subscribed.inbox_id AND c.state = 'QUEUED'
           AND c.last_message_at <= to_timestamp($3::float8 - 86400)
@@ -85,16 +87,24 @@ candidates AS (
     SELECT * FROM aged_best
 ),
 chosen AS (
-    SELECT id
+    SELECT id, inbox_id
     FROM candidates
     ORDER BY LEAST(priority_young_key + beta * $3::float8 / 86400, priority_aged_key + beta) DESC,
              last_message_at ASC, id ASC
     LIMIT 1
+),
+still_subscribed AS (
+    SELECT sub.id
+    FROM chosen
+    JOIN operator_inbox_subscriptions sub
+      ON sub.operator_id = $2 AND sub.inbox_id = chosen.inbox_id
+    FOR KEY SHARE OF sub
 )
 UPDATE conversation_refs c
 SET state = 'ALLOCATED', assigned_operator_id = $2, updated_at = now()
 FROM chosen, tenants t
 WHERE c.id = chosen.id AND c.tenant_id = $1 AND t.id = c.tenant_id
+  AND EXISTS (SELECT 1 FROM still_subscribed)
 RETURNING {conversation_columns(live_priority("$3::float8"))}
 """
 

@@ -1,0 +1,63 @@
+"""Logging: one JSON object per line, request context on every line, levels filtered."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import structlog
+
+from inbox_allocation.logging import configure_logging, get_logger
+from tests.seed_ids import ACME, ACME_OP4, headers
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    output = io.StringIO()
+    configure_logging("info", "json", stream=output)
+    try:
+        yield output
+    finally:
+        root.handlers[:], root.level = saved_handlers, saved_level
+        structlog.reset_defaults()
+
+
+def lines(output: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in output.getvalue().splitlines() if line]
+
+
+@pytest.mark.no_db
+def test_levels_and_foreign_records(json_logs: io.StringIO) -> None:
+    logging.getLogger("uvicorn.error").info("from uvicorn")
+    logging.getLogger("uvicorn.error").debug("hidden")
+    get_logger("ours").info("from us", answer=42)
+    get_logger("ours").debug("hidden too")
+    events = lines(json_logs)
+    assert [e["event"] for e in events] == ["from uvicorn", "from us"]
+    assert events[1]["answer"] == 42
+    assert {"timestamp", "level", "logger"} <= set(events[0])
+
+
+async def test_access_line_carries_request_tenant_and_operator(
+    json_logs: io.StringIO, client: httpx.AsyncClient
+) -> None:
+    response = await client.get(
+        "/api/v1/operator/status", headers=headers(ACME_OP4, **{"X-Request-ID": "req-log-1"})
+    )
+    assert response.status_code == 200
+    access = [e for e in lines(json_logs) if e["event"] == "request"]
+    assert len(access) == 1
+    line = access[0]
+    assert line["request_id"] == "req-log-1"
+    assert line["tenant_id"] == ACME
+    assert line["operator_id"] == ACME_OP4
+    assert line["status"] == 200
+    assert line["path"] == "/api/v1/operator/status"
+    assert isinstance(line["duration_ms"], float)
+    assert line["trace_id"]
