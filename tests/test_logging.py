@@ -20,7 +20,7 @@ def json_logs() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     output = io.StringIO()
-    configure_logging("info", "json", stream=output)
+    configure_logging("info", "json", stream=output, cache=False)
     try:
         yield output
     finally:

@@ -22,7 +22,10 @@ def _orjson_dumps(value: Any, **_: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str = "info", fmt: str = "json", stream: TextIO | None = None, *, cache: bool = True
+) -> None:
+    """`cache`: bind each logger once (fast; tests that reconfigure logging turn it off)."""
     stream = stream or sys.stderr
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -48,7 +51,7 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
