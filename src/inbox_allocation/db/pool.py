@@ -125,6 +125,13 @@ class Database:
             return await conn.execute(query, *args)  # type: ignore[no-any-return]
 
 
+async def _keep_session(_: asyncpg.Connection) -> None:
+    """Returning a connection to the pool needs no reset: the service never changes session
+    state (no SET, LISTEN, advisory locks or cursors; settings come with the connection), and
+    asyncpg still rolls back a transaction left open. Skipping asyncpg's default reset saves a
+    round trip of four statements on every request."""
+
+
 async def create_pool(settings: Settings, *, attempts: int = 5) -> asyncpg.Pool:
     """Connect with exponential backoff and jitter (1 s doubling, capped at 30 s)."""
     retrying = AsyncRetrying(
@@ -147,6 +154,7 @@ async def create_pool(settings: Settings, *, attempts: int = 5) -> asyncpg.Pool:
                 command_timeout=settings.write_timeout.total_seconds(),
                 # UTC sessions: `now()` and timestamps never depend on the server's zone.
                 server_settings={"timezone": "UTC", "application_name": "inbox-allocation"},
+                reset=_keep_session,
             )
             await pool.fetchval("SELECT 1")
             log.info("database pool ready", min=settings.db_min_conns, max=settings.db_max_conns)
