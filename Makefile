@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CLI := $(BIN)/inbox-allocation
 
 .PHONY: help setup db-up db-down migrate-up migrate-down seed build run test lint format \
-        openapi docs-check bench clean
+        openapi docs-check bench stress clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -74,6 +74,10 @@ openapi: $(STAMP) ## Regenerate openapi.yaml from the application
 
 docs-check: $(STAMP) ## Load /docs in headless Chromium (apt-get install -y chromium); screenshot: build/docs.png
 	@$(BIN)/python -m tests.docs_check --screenshot build/docs.png --window-size 1280,4200
+
+stress: $(STAMP) ## Stress (2 workers, 64 operators, invariant checker, ~3 min), then a 10-minute soak
+	@$(BIN)/python -m stress.run --profile full
+	@$(BIN)/python -m stress.run --soak 600
 
 bench: $(STAMP) ## Benchmark /allocate against a pgbench ceiling on its own PostgreSQL (≤ 10 min; bench/results/)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'

@@ -7,10 +7,11 @@ import uuid
 
 import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from inbox_allocation.services.grace import GraceSweeper
-from tests.seed_ids import ACME_MANAGER, ACME_OP4, ACME_OP5, conversation, headers
+from tests.seed_ids import ACME_MANAGER, ACME_OP4, ACME_OP5, INBOX_SUPPORT, conversation, headers
 
 
 def sweeper(app: FastAPI, batch_size: int = 100) -> GraceSweeper:
@@ -161,3 +162,38 @@ async def test_sweeps_racing_status_flips_do_not_deadlock(
         "(assigned_operator_id IS NULL) AND state <> 'RESOLVED'"
     )
     assert inconsistent == 0
+
+
+@pytest.mark.parametrize("ending", ["resolve", "deallocate", "move_inbox", "reassign"])
+async def test_offline_racing_a_transition_leaves_no_stale_grace_row(
+    client: httpx.AsyncClient, db: asyncpg.Pool, ending: str
+) -> None:
+    """Going OFFLINE while a manager ends (or hands over) the allocation: whichever commits
+    first, no grace row may remain for an allocation that no longer exists."""
+    bodies = {
+        "resolve": {"conversation_id": conversation(5)},
+        "deallocate": {"conversation_id": conversation(5)},
+        "move_inbox": {"conversation_id": conversation(5), "inbox_id": INBOX_SUPPORT},
+        "reassign": {"conversation_id": conversation(5), "operator_id": ACME_OP5},
+    }
+    for _ in range(15):
+        await db.execute(
+            "UPDATE conversation_refs SET state = 'ALLOCATED', assigned_operator_id = $2, "
+            "inbox_id = '20000000-0000-0000-0000-000000000001', resolved_at = NULL "
+            "WHERE id = $1",
+            uuid.UUID(conversation(5)), uuid.UUID(ACME_OP4),
+        )  # fmt: skip
+        await db.execute("UPDATE operator_status SET status = 'AVAILABLE' WHERE operator_id = $1",
+                         uuid.UUID(ACME_OP4))  # fmt: skip
+        await db.execute("DELETE FROM grace_period_assignments")
+        await asyncio.gather(
+            client.put("/api/v1/operator/status", headers=headers(ACME_OP4),
+                       json={"status": "OFFLINE"}),
+            client.post(f"/api/v1/{ending}", headers=headers(ACME_MANAGER), json=bodies[ending]),
+        )  # fmt: skip
+        stale = await db.fetchval(
+            "SELECT count(*) FROM grace_period_assignments g JOIN conversation_refs c "
+            "ON c.id = g.conversation_id WHERE c.state <> 'ALLOCATED' "
+            "OR c.assigned_operator_id <> g.operator_id"
+        )
+        assert stale == 0

@@ -28,9 +28,12 @@ from inbox_allocation.sql import lifecycle as sql
 
 
 async def _lock(conn: Connection, tenant_id: UUID, conversation_id: UUID) -> asyncpg.Record:
+    """Lock the conversation, then its holder's status row (see sql.LOCK_HOLDER_STATUS)."""
     row = await conn.fetchrow(sql.LOCK_CONVERSATION, tenant_id, conversation_id)
     if row is None:
         raise ConversationNotFound()
+    if row["state"] == ConversationState.ALLOCATED and row["assigned_operator_id"] is not None:
+        await conn.execute(sql.LOCK_HOLDER_STATUS, tenant_id, row["assigned_operator_id"])
     return row
 
 

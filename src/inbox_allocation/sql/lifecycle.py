@@ -98,3 +98,16 @@ DELETE FROM grace_period_assignments g
 USING conversation_refs c
 WHERE c.id = g.conversation_id AND c.tenant_id = $1 AND g.conversation_id = $2
 """
+
+# Taken right after LOCK_CONVERSATION when the conversation has a holder: a status change of
+# that operator (which creates or deletes its grace rows) either finished before — and this
+# transaction's next statements see its grace row — or waits until this one is done and
+# then sees the conversation's new state. Either way no grace row outlives its allocation.
+# $1 tenant_id, $2 holder operator_id
+LOCK_HOLDER_STATUS = """
+SELECT s.operator_id
+FROM operator_status s
+JOIN operators o ON o.id = s.operator_id
+WHERE o.tenant_id = $1 AND s.operator_id = $2
+FOR SHARE OF s
+"""

@@ -1,0 +1,48 @@
+"""The stress harness's short profile (`make test`): the service with 2 worker processes on
+its own PostgreSQL, 64 concurrent operators for ~15 s, then the invariant checker.
+
+Runs `python -m stress.run --profile short` as a subprocess (it starts its own database and
+service, ~35 s in all) and asserts on the JSON report it writes. The printed report is shown
+with `pytest -s` and is kept, with the event log, in the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.no_db, pytest.mark.slow, pytest.mark.timeout(120)]
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE_ACTIONS = ("ingest_new", "allocate", "claim", "resolve", "status_offline", "status_available")
+
+
+def test_short_stress_profile_holds_every_invariant(tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "stress.run", "--profile", "short",
+         "--run-dir", str(tmp_path / "run"), "--report-json", str(report_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=115, check=False,
+    )  # fmt: skip
+    print(result.stdout)
+    assert report_path.exists(), f"no report (exit {result.returncode}):\n{result.stderr[-4000:]}"
+    report = json.loads(report_path.read_text())
+
+    failed = {r["key"]: r["examples"] for r in report["invariants"] if r["violations"]}
+    assert report["violations"] == 0, failed
+    assert report["server_errors"] == 0
+    assert report["totals"]["unanswered"] == 0
+    assert report["shutdown_ok"], report["meta"]["shutdown"]
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    # The run did real work on every path the invariants are about.
+    by_action = report["totals"]["by_action"]
+    for action in CORE_ACTIONS:
+        assert any(status.startswith("2") for status in by_action.get(action, {})), action
+    assert report["totals"]["requests"] >= 500
+    assert report["totals"]["replays"] > 0
+    assert len(report["meta"]["worker_pids"].split(",")) >= 2
