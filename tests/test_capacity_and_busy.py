@@ -127,7 +127,12 @@ async def test_concurrent_claims_and_allocations_respect_capacity(
         for t in targets
     ] + [client.post("/api/v1/allocate", headers=headers(ACME_OP4)) for _ in range(5)]
     responses = await asyncio.gather(*requests)
-    assert sum(r.status_code == 200 for r in responses) == 2
+    # Two new conversations at most; a claim of one the operator just got through a
+    # concurrent allocate also answers 200 ("already yours"), so count distinct ids.
+    won = {r.json()["data"]["id"] for r in responses if r.status_code == 200}
+    assert len(won) == 2
+    assert {r.json()["error"]["code"] for r in responses if r.status_code != 200} <= {
+        "CAPACITY_REACHED", "CONVERSATION_ALREADY_CLAIMED", "CONVERSATION_NOT_QUEUED"}  # fmt: skip
     held = await db.fetchval(
         "SELECT count(*) FROM conversation_refs WHERE assigned_operator_id = $1 "
         "AND state = 'ALLOCATED'",

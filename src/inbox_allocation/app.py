@@ -11,6 +11,7 @@ GET /metrics (unless METRICS_ENABLED=false) sits beside the routes, outside /api
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -76,6 +77,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool_sampler = (
             metrics.start_pool_sampler(app.state.db) if settings.metrics_enabled else None
         )
+        # Start-up objects live as long as the process: keep them out of the cyclic GC's
+        # scans, and collect the young generation less often (a request's objects are freed
+        # by reference counting; cycles are rare). Measured: the GC was ~4 % of a worker's
+        # samples under load.
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
         try:
             yield
         finally:
@@ -85,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await pool.close()
             log.info("shutdown complete")
 
+    exporting = tracing.configure_tracing(settings.otel_exporter_otlp_endpoint)
     app = FastAPI(
         title="Inbox Allocation Service",
         version=__version__,
@@ -100,14 +108,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Only the contract's listed paths accept a trailing slash (declared on their routes);
         # everything else matches exactly, so no redirects.
         redirect_slashes=False,
-        # FastAPI's own OpenTelemetry spans: recorded only once configure_tracing has
-        # installed an exporter (OTEL_EXPORTER_OTLP_ENDPOINT), never for probes and scrapes.
-        telemetry=tracing.fastapi_telemetry(),
+        # FastAPI's own OpenTelemetry spans: only when an exporter is installed
+        # (OTEL_EXPORTER_OTLP_ENDPOINT), never for probes and scrapes.
+        telemetry=tracing.fastapi_telemetry(exporting),
     )
     app.state.settings = settings
     install_error_handlers(app)
     install_openapi(app)
-    tracing.configure_tracing(settings.otel_exporter_otlp_endpoint)
     # Routes are matched in order: the hot paths (allocation, lifecycle) first.
     modules = (allocation, lifecycle, conversations, operator_status, labels, health, inboxes,
                operators, tenant, stats, docs)  # fmt: skip

@@ -103,15 +103,13 @@ async def identity_error(request: Request) -> ApiError | None:
     guards = _guards(route.dependant)
     headers = request.headers
     try:
-        identity = await deps.identity_headers(
-            headers.get("x-tenant-id"), headers.get("x-operator-id")
-        )
+        identity = deps.read_identity(headers)
         if guards & {deps.current_caller, deps.manager_caller, deps.admin_caller}:
-            caller = await deps.current_caller(identity, request.app.state.db)
+            caller = await deps.verify_caller(identity, deps.db_of(request))
             if deps.admin_caller in guards:
-                await deps.admin_caller(caller)
+                deps.require_admin(caller)
             elif deps.manager_caller in guards:
-                await deps.manager_caller(caller)
+                deps.require_manager(caller)
     except ApiError as error:
         return error
     return None

@@ -13,6 +13,8 @@ import yaml
 from fastapi import FastAPI
 
 MUTATING = ("post", "put", "delete")
+SEED_TENANT = "10000000-0000-0000-0000-000000000001"
+SEED_ADMIN = "30000000-0000-0000-0000-000000000001"
 
 _IDEMPOTENCY_DESCRIPTION = (
     "Makes a retry safe: the first request with a key runs; retries with the same key (same "
@@ -47,9 +49,18 @@ def _document_middleware_headers(document: dict[str, Any]) -> None:
         "schema": {"type": "string", "enum": ["true"]},
     }
     key_schema = {"type": "string", "minLength": 1, "maxLength": 255}
+    uuid_schema = {"type": "string", "format": "uuid"}
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
             params = operation.setdefault("parameters", [])
+            if path.startswith("/api/v1/"):
+                params[:0] = [
+                    {**_header("X-Tenant-ID", "Tenant UUID", uuid_schema), "required": True,
+                     "example": SEED_TENANT},
+                    {**_header("X-Operator-ID", "UUID of the calling operator; it must "
+                               "belong to the tenant (else 401 UNAUTHORIZED)", uuid_schema),
+                     "required": True, "example": SEED_ADMIN},
+                ]  # fmt: skip
             params += [
                 _header("X-Request-ID", "Request id echoed in the response (any string)",
                         {"type": "string"}),

@@ -101,9 +101,12 @@ def start_request_trace(traceparent: str | None) -> RequestTrace:
     return RequestTrace(random_hex[:32], random_hex[32:], NOT_SAMPLED)
 
 
-def fastapi_telemetry() -> TelemetryConfig:
-    """FastAPI's `telemetry=` setting: no spans for probes and scrapes. (Without a tracer
-    provider, i.e. unless `configure_tracing` installed one, FastAPI records nothing.)"""
+def fastapi_telemetry(exporting: bool) -> TelemetryConfig:
+    """FastAPI's `telemetry=` setting: no spans for probes and scrapes. Switched off entirely
+    when nothing is exported: otherwise FastAPI asks OpenTelemetry for its providers on every
+    request, for nothing."""
+    if not exporting:
+        return {"tracing": False, "metrics": False, "logs": False}
     return {"exclude": lambda scope: scope.get("path") in UNTRACED_PATHS}
 
 

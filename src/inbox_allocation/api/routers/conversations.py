@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path, Query, Request
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, ClockDep, DbDep, ManagerDep
+from inbox_allocation.api.deps import CallerDep, ManagerDep, clock_of, db_of
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import parse_id
 from inbox_allocation.api.responses import ok
@@ -36,8 +36,8 @@ SEED_LABEL = "60000000-0000-0000-0000-000000000001"
 SEED_CONVERSATION = "70000000-0000-0000-0000-000000000001"
 
 
-async def conversation_service(db: DbDep, clock: ClockDep) -> ConversationService:
-    return ConversationService(db, clock)
+async def conversation_service(request: Request) -> ConversationService:
+    return ConversationService(db_of(request), clock_of(request))
 
 
 ServiceDep = Annotated[ConversationService, Depends(conversation_service)]
@@ -144,9 +144,9 @@ async def list_conversations(
 )  # fmt: skip
 @router.post("/conversations/", status_code=201, include_in_schema=False)
 async def record_message(
-    caller: ManagerDep, db: DbDep, clock: ClockDep, body: InboundMessageRequest
+    caller: ManagerDep, request: Request, body: InboundMessageRequest
 ) -> Response:
-    service = IngestionService(db, clock)
+    service = IngestionService(db_of(request), clock_of(request))
     row, created = await service.record_message(
         tenant_id=caller.tenant_id,
         message=InboundMessage(

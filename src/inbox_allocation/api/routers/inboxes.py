@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path, Query, Request
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, DbDep, ManagerDep
+from inbox_allocation.api.deps import CallerDep, ManagerDep, db_of
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import PaginationDep, parse_id
 from inbox_allocation.api.responses import no_content, ok
@@ -63,12 +63,12 @@ async def subscriber_id_query(
 InboxIdDep = Annotated[UUID, Depends(inbox_id_path)]
 
 
-async def inbox_service(db: DbDep) -> InboxService:
-    return InboxService(db)
+async def inbox_service(request: Request) -> InboxService:
+    return InboxService(db_of(request))
 
 
-async def subscription_service(db: DbDep) -> SubscriptionService:
-    return SubscriptionService(db)
+async def subscription_service(request: Request) -> SubscriptionService:
+    return SubscriptionService(db_of(request))
 
 
 InboxServiceDep = Annotated[InboxService, Depends(inbox_service)]

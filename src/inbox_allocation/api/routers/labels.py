@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path, Query, Request
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, DbDep
+from inbox_allocation.api.deps import CallerDep, db_of
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import parse_id
 from inbox_allocation.api.responses import no_content, ok
@@ -30,8 +30,8 @@ SEED_INBOX = "20000000-0000-0000-0000-000000000001"
 SEED_LABEL = "60000000-0000-0000-0000-000000000001"
 
 
-async def label_service(db: DbDep) -> LabelService:
-    return LabelService(db)
+async def label_service(request: Request) -> LabelService:
+    return LabelService(db_of(request))
 
 
 ServiceDep = Annotated[LabelService, Depends(label_service)]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, DbDep, SettingsDep
+from inbox_allocation.api.deps import CallerDep, db_of, settings_of
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.responses import ok
 from inbox_allocation.api.routing import api_router
@@ -19,8 +19,8 @@ from inbox_allocation.services.operator_status import OperatorStatusService
 router = api_router(prefix="/api/v1/operator", tags=["operator status"])
 
 
-async def operator_status_service(db: DbDep, settings: SettingsDep) -> OperatorStatusService:
-    return OperatorStatusService(db, settings.grace_period_duration)
+async def operator_status_service(request: Request) -> OperatorStatusService:
+    return OperatorStatusService(db_of(request), settings_of(request).grace_period_duration)
 
 
 ServiceDep = Annotated[OperatorStatusService, Depends(operator_status_service)]

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Path
+from fastapi import Depends, Path, Request
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import AdminDep, DbDep
+from inbox_allocation.api.deps import AdminDep, db_of
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import PaginationDep, parse_id
 from inbox_allocation.api.responses import no_content, ok
@@ -45,12 +45,12 @@ async def operator_id_path(
 OperatorIdDep = Annotated[UUID, Depends(operator_id_path)]
 
 
-async def operator_service(db: DbDep) -> OperatorService:
-    return OperatorService(db)
+async def operator_service(request: Request) -> OperatorService:
+    return OperatorService(db_of(request))
 
 
-async def subscription_service(db: DbDep) -> SubscriptionService:
-    return SubscriptionService(db)
+async def subscription_service(request: Request) -> SubscriptionService:
+    return SubscriptionService(db_of(request))
 
 
 ServiceDep = Annotated[OperatorService, Depends(operator_service)]
