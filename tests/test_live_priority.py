@@ -263,3 +263,46 @@ async def test_allocation_uses_the_priority_indexes(db: asyncpg.Pool) -> None:
     assert "idx_conversations_allocation_aged on conversation_refs" in plan, plan
     assert "Seq Scan on conversation_refs" not in plan, plan
     assert "Bitmap Heap Scan on conversation_refs" not in plan, plan
+
+
+async def _allocation_plan(db: asyncpg.Pool, now: datetime) -> str:
+    """EXPLAIN ANALYZE of one allocation by ACME_OP4 (it really runs: rolled back after)."""
+    async with db.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            rows = await conn.fetch(
+                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + ALLOCATE_NEXT,
+                uuid.UUID(ACME),
+                uuid.UUID(ACME_OP4),
+                now.timestamp(),
+                True,
+            )
+        finally:
+            await transaction.rollback()
+    return "\n".join(row[0] for row in rows)
+
+
+def _class_scan(plan: str, cte: str) -> str:
+    """The plan line of the lateral scan (`Subquery Scan on pick…`) inside CTE `cte`."""
+    section = plan.split(f"CTE {cte}\n", 1)[1].split("\n  CTE ", 1)[0]
+    (line,) = [line for line in section.splitlines() if "Subquery Scan on pick" in line]
+    return line
+
+
+@pytest.mark.parametrize("waited", ["young", "aged"])
+async def test_a_class_absent_from_the_queue_is_not_scanned(db: asyncpg.Pool, waited: str) -> None:
+    """A queue of only young (or only aged) conversations: the other class's key-ordered scan
+    never runs. Without the queue-age guard it reads every queued entry of the inbox (the
+    24 h boundary is a filter inside that scan), making each allocation linear in depth."""
+    now = datetime.now(UTC)
+    base = now - (timedelta(hours=2) if waited == "young" else timedelta(days=3))
+    await queue(db, [(f"class-{n}", n % 30, base - timedelta(seconds=n)) for n in range(2000)])
+    await db.execute("ANALYZE conversation_refs")
+    plan = await _allocation_plan(db, now)
+    present, absent = (
+        ("young_best", "aged_best") if waited == "young" else ("aged_best", "young_best")
+    )
+    assert "never executed" in _class_scan(plan, absent), plan
+    assert "rows=1" in _class_scan(plan, present), plan
+    assert "idx_conversations_queue_age" in plan, plan

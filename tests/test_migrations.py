@@ -24,7 +24,7 @@ CONTRACT_INDEXES = {
     "idx_conversations_external_id", "idx_labels_inbox_name", "idx_labels_inbox_id",
     "idx_conv_labels_conv_label", "idx_conv_labels_conversation", "idx_conv_labels_label",
     "idx_grace_conversation", "idx_grace_expires", "idx_grace_operator",
-    "idx_idempotency_keys_expires_at", "uq_idempotency_scope",
+    "idx_idempotency_keys_expires_at", "uq_idempotency_scope", "idx_conversations_queue_age",
 }  # fmt: skip
 CONTRACT_ENUMS = {"operator_role", "operator_status_type", "conversation_state",
                   "grace_period_reason"}  # fmt: skip

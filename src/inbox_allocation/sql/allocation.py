@@ -28,7 +28,10 @@ from inbox_allocation.sql.conversations import (
 #   so two callers never receive the same conversation (fixes D-01) and none waits;
 #   young = waiting under 24 h, ordered by priority_young_key (its index scan starts at the
 #   highest key a young row can have); aged = waiting 24 h or more, ordered by
-#   priority_aged_key;
+#   priority_aged_key; a class scan only runs when the inbox's oldest / newest queued
+#   last_message_at (two probes of idx_conversations_queue_age, migration 0004) show the
+#   class is present — the 24 h boundary is a filter inside the key-ordered scans, which
+#   would otherwise read the inbox's whole queue to find that a class is empty;
 # - the candidates compared by their priority at instant $3, ties: longest waiting, then id;
 # - the winner's subscription locked FOR KEY SHARE: an unsubscribe committed meanwhile makes
 #   the statement allocate nothing (the client retries), one in progress waits for us and then
@@ -49,7 +52,13 @@ WITH caller AS (
     FOR NO KEY UPDATE OF s
 ),
 subscribed AS (
-    SELECT sub.inbox_id, caller.alpha, caller.beta
+    SELECT sub.inbox_id, caller.alpha, caller.beta,
+           (SELECT max(q.last_message_at) FROM conversation_refs q
+            WHERE q.tenant_id = $1 AND q.inbox_id = sub.inbox_id AND q.state = 'QUEUED')
+               > to_timestamp($3::float8 - 86400) AS has_young,
+           (SELECT min(q.last_message_at) FROM conversation_refs q
+            WHERE q.tenant_id = $1 AND q.inbox_id = sub.inbox_id AND q.state = 'QUEUED')
+               <= to_timestamp($3::float8 - 86400) AS has_aged
     FROM caller
     JOIN operator_inbox_subscriptions sub ON sub.operator_id = caller.operator_id
 ),
@@ -67,6 +76,7 @@ young_best AS (
         LIMIT 1
         FOR NO KEY UPDATE OF c SKIP LOCKED
     ) AS pick
+    WHERE subscribed.has_young
 ),
 aged_best AS (
     SELECT pick.*, subscribed.beta
@@ -80,6 +90,7 @@ aged_best AS (
         LIMIT 1
         FOR NO KEY UPDATE OF c SKIP LOCKED
     ) AS pick
+    WHERE subscribed.has_aged
 ),
 candidates AS (
     SELECT * FROM young_best
