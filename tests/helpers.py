@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -18,3 +19,62 @@ def world_traversable_tempdir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o755)
     return path
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (0 = state, 1 = ppid, 19 = start
+    time), or None when no such process exists."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw.rsplit(")", 1)[1].split()
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every live process below `pid`: pid → its start time (clock ticks after boot), which
+    tells a survivor from an unrelated process that reused the pid."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None and fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append((int(entry.name), fields[19]))
+    found: dict[int, str] = {}
+    stack = [pid]
+    while stack:
+        for child, started in children.get(stack.pop(), []):
+            found[child] = started
+            stack.append(child)
+    return found
+
+
+def survivors(processes: dict[int, str], grace_seconds: float = 3.0) -> list[str]:
+    """The processes of `descendants()` still running after `grace_seconds` (time for ones
+    already told to stop to finish exiting), each described by its command line."""
+    deadline = time.monotonic() + grace_seconds
+    while True:
+        left = [
+            pid
+            for pid, started in processes.items()
+            if (fields := _stat_fields(pid)) is not None
+            and fields[0] != "Z"
+            and fields[19] == started
+        ]
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    return [f"{pid}: {_cmdline(pid)}" for pid in left]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return "?"

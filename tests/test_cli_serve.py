@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import free_port, world_traversable_tempdir
+from tests.helpers import alive, free_port, world_traversable_tempdir
 
 pytestmark = pytest.mark.no_db
 
@@ -67,14 +67,6 @@ def wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float = 60.
 
 def postgres_pid(data_dir: Path) -> int:
     return int((data_dir / "postmaster.pid").read_text().splitlines()[0])
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_serve_migrates_seeds_survives_restart_and_leaves_no_orphan(workdir: Path) -> None:

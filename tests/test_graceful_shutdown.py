@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.helpers import free_port, world_traversable_tempdir
+from tests.helpers import descendants, free_port, survivors, world_traversable_tempdir
 from tests.seed_ids import ACME_MANAGER, conversation, headers
 
 pytestmark = pytest.mark.no_db
@@ -50,34 +50,6 @@ def start_service(workdir: Path, db_port: int, http_port: int) -> subprocess.Pop
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below `pid` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: set[int] = set()
-    stack = [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.add(child)
-            stack.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def connection_refused(port: int) -> bool:
@@ -160,8 +132,8 @@ async def test_sigterm_drains_accepted_requests_and_leaves_nothing(workdir: Path
         exit_code = await asyncio.to_thread(service.wait, SHUTDOWN_TIMEOUT_SECONDS + 5)
         assert exit_code == 0
         assert time.monotonic() - signalled <= SHUTDOWN_TIMEOUT_SECONDS
-        leftovers = [pid for pid in processes if alive(pid)]
-        assert leftovers == [], leftovers  # no worker and no PostgreSQL left behind
+        # No worker and no PostgreSQL process left behind.
+        assert survivors(processes) == []
     finally:
         if service.poll() is None:
             os.killpg(service.pid, signal.SIGKILL)
