@@ -171,6 +171,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _uncommitted_changes() -> bool:
+    """Changes to tracked files (untracked ones, like this run's own results, do not count)."""
+    return bool(_git("status", "--porcelain", "--untracked-files=no"))
+
+
 def _git(*args: str) -> str:
     try:
         git = shutil.which("git")
@@ -579,7 +584,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 - one linear
         "python": platform.python_version(),
         "workers": args.workers,
         "git_commit": (_git("rev-parse", "--short", "HEAD") or "unknown")
-        + (" (with uncommitted changes)" if _git("status", "--porcelain") else ""),
+        + (" (with uncommitted changes)" if _uncommitted_changes() else ""),
         "wall_s": round(wall, 1),
         "noisy": "; ".join(noisy) + " — figures are lower bounds for an idle machine."
         if noisy

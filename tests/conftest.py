@@ -71,6 +71,7 @@ def settings(dsn: str) -> Settings:
         db_min_conns=2,
         db_max_conns=60,
         grace_period_interval=timedelta(hours=1),
+        queue_aging_interval=timedelta(hours=1),
         idempotency_cleanup_interval=timedelta(hours=1),
         log_level="warning",
     )

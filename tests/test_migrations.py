@@ -24,7 +24,12 @@ CONTRACT_INDEXES = {
     "idx_conversations_external_id", "idx_labels_inbox_name", "idx_labels_inbox_id",
     "idx_conv_labels_conv_label", "idx_conv_labels_conversation", "idx_conv_labels_label",
     "idx_grace_conversation", "idx_grace_expires", "idx_grace_operator",
-    "idx_idempotency_keys_expires_at", "uq_idempotency_scope", "idx_conversations_queue_age",
+    "idx_idempotency_keys_expires_at", "uq_idempotency_scope",
+}  # fmt: skip
+# Ours beyond the contract: live priority and lists (0003), queue age (0004), aged flag (0005).
+ROUTING_INDEXES = {
+    "idx_conversations_allocation_aged", "idx_conversations_queue_age",
+    "idx_conversations_tenant_recent", "idx_conversations_inbox_recent",
 }  # fmt: skip
 CONTRACT_ENUMS = {"operator_role", "operator_status_type", "conversation_state",
                   "grace_period_reason"}  # fmt: skip
@@ -52,7 +57,7 @@ async def test_upgrade_downgrade_upgrade(pg_server: EmbeddedPostgres) -> None:
     migrations.upgrade(dsn)
     tables, indexes, enums = await _schema(dsn)
     assert tables >= CONTRACT_TABLES
-    assert indexes >= CONTRACT_INDEXES
+    assert indexes >= CONTRACT_INDEXES | ROUTING_INDEXES
     assert enums >= CONTRACT_ENUMS
 
     migrations.downgrade(dsn)
@@ -64,6 +69,49 @@ async def test_upgrade_downgrade_upgrade(pg_server: EmbeddedPostgres) -> None:
     tables, indexes, enums = await _schema(dsn)
     assert tables >= CONTRACT_TABLES
     assert indexes >= CONTRACT_INDEXES
+
+
+async def test_aged_flag_migration_flags_the_queue_it_finds(pg_server: EmbeddedPostgres) -> None:
+    """0005 on a database already at 0004 (deployed before it): queued conversations that
+    waited past 24 h 5 min come out flagged, the rest not; downgrading restores 0004."""
+    pg_server.run_sql("DROP DATABASE IF EXISTS migration_aged_flag")
+    pg_server.run_sql("CREATE DATABASE migration_aged_flag")
+    dsn = pg_server.dsn.rsplit("/", 1)[0] + "/migration_aged_flag"
+    migrations.upgrade(dsn, "0004")
+    conn = await asyncpg.connect(dsn)
+    try:
+        tenant = await conn.fetchval("INSERT INTO tenants (name) VALUES ('t') RETURNING id")
+        inbox = await conn.fetchval(
+            "INSERT INTO inboxes (tenant_id, phone_number, display_name) "
+            "VALUES ($1, '+15550001111', 'i') RETURNING id",
+            tenant,
+        )
+        for external_id, state, waited in [
+            ("old-queued", "QUEUED", "25 hours"),
+            ("young-queued", "QUEUED", "23 hours"),
+            ("old-resolved", "RESOLVED", "25 hours"),
+        ]:
+            await conn.execute(
+                "INSERT INTO conversation_refs (tenant_id, inbox_id, external_conversation_id, "
+                "customer_phone_number, state, last_message_at) "
+                "VALUES ($1, $2, $3, '+15550002222', $4, now() - $5::text::interval)",
+                tenant, inbox, external_id, state, waited,
+            )  # fmt: skip
+
+        migrations.upgrade(dsn)
+        rows = await conn.fetch("SELECT external_conversation_id, aged FROM conversation_refs")
+        flags = {row["external_conversation_id"]: row["aged"] for row in rows}
+        assert flags == {"old-queued": True, "young-queued": False, "old-resolved": False}
+
+        migrations.downgrade(dsn, "0004")
+        _, indexes, _ = await _schema(dsn)
+        assert "idx_conversations_queue_age" in indexes
+        columns = {r[0] for r in await conn.fetch(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'conversation_refs'")}  # fmt: skip
+        assert "aged" not in columns
+    finally:
+        await conn.close()
 
 
 def test_script_splitting_respects_strings_comments_and_bodies() -> None:

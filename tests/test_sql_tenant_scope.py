@@ -34,6 +34,7 @@ ALL_TENANTS = {
     "grace.RELEASE": "sweeper: by conversation ids it locked (tenant-matched in LOCK_EXPIRED)",
     "grace.DELETE_ROWS": "sweeper: by grace row ids it locked",
     "idempotency.DELETE_EXPIRED_BATCH": "cleanup worker: expired keys of every tenant",
+    "queue_aging.FLAG_AGED": "aging sweeper: queued rows of every inbox crossing 24 h",
     "maintenance.NO_TENANTS_YET": "CLI: is the fresh embedded database empty (seed it)?",
     "stats.QUEUE_BY_TENANT": "GET /metrics: queued conversations and oldest wait per tenant",
     "tenant_admin.LIST_TENANTS": "CLI `tenant list`: every tenant, for the operator",

@@ -125,6 +125,13 @@ class Settings(BaseSettings):
         timedelta(minutes=5), validation_alias="GRACE_PERIOD_DURATION"
     )
 
+    # Queue aging: how often queued conversations crossing 24 h of waiting are flagged for
+    # the allocation indexes (migration 0005); a longer period only makes allocation read a
+    # little more, never answer differently.
+    queue_aging_interval: Duration = Field(
+        timedelta(seconds=10), validation_alias="QUEUE_AGING_INTERVAL"
+    )
+
     # Idempotency
     idempotency_ttl: Duration = Field(timedelta(hours=24), validation_alias="IDEMPOTENCY_TTL")
     idempotency_cleanup_interval: Duration = Field(
@@ -146,7 +153,8 @@ class Settings(BaseSettings):
     def _check_consistency(self) -> Settings:
         if self.db_min_conns > self.db_max_conns:
             raise ValueError("DB_MIN_CONNS must not exceed DB_MAX_CONNS")
-        for name in ("grace_period_interval", "idempotency_cleanup_interval"):
+        for name in ("grace_period_interval", "queue_aging_interval",
+                     "idempotency_cleanup_interval"):  # fmt: skip
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"{name.upper()} must be greater than 0")
         return self

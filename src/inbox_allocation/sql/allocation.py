@@ -17,6 +17,26 @@ from inbox_allocation.sql.conversations import (
     live_priority,
 )
 
+
+# The best young QUEUED conversation of each subscribed inbox among the rows whose aged flag
+# matches `flag` (an SQL condition on c.aged), in young-key order (ALLOCATE_NEXT below).
+def _young_pick(flag: str) -> str:
+    return f"""
+    SELECT pick.*, subscribed.beta
+    FROM subscribed
+    CROSS JOIN LATERAL (
+        SELECT c.id, c.inbox_id, c.priority_young_key, c.priority_aged_key, c.last_message_at
+        FROM conversation_refs c
+        WHERE c.tenant_id = $1 AND c.inbox_id = subscribed.inbox_id AND c.state = 'QUEUED'
+          AND {flag} AND c.last_message_at > to_timestamp($3::float8 - 86400)
+          AND c.priority_young_key
+              <= subscribed.alpha - subscribed.beta * ($3::float8 - 86400) / 86400 + 1e-9
+        ORDER BY c.priority_young_key DESC, c.last_message_at ASC, c.id ASC
+        LIMIT 1
+        FOR NO KEY UPDATE OF c SKIP LOCKED
+    ) AS pick"""
+
+
 # One statement, one round trip:
 # - the caller: member of the tenant and AVAILABLE; its status row is locked, so a status
 #   change waits for this allocation to finish (and then gives it a grace row if it goes
@@ -25,13 +45,14 @@ from inbox_allocation.sql.conversations import (
 # - its subscribed inboxes;
 # - per subscribed inbox, the best QUEUED candidate of each priority class, each a short
 #   index scan with FOR NO KEY UPDATE SKIP LOCKED: rows another allocator holds are skipped,
-#   so two callers never receive the same conversation (fixes D-01) and none waits;
-#   young = waiting under 24 h, ordered by priority_young_key (its index scan starts at the
-#   highest key a young row can have); aged = waiting 24 h or more, ordered by
-#   priority_aged_key; a class scan only runs when the inbox's oldest / newest queued
-#   last_message_at (two probes of idx_conversations_queue_age, migration 0004) show the
-#   class is present — the 24 h boundary is a filter inside the key-ordered scans, which
-#   would otherwise read the inbox's whole queue to find that a class is empty;
+#   so two callers never receive the same conversation and none waits (fixes D-01);
+#   young = waiting under 24 h at $3, ordered by priority_young_key, read from the rows not
+#   flagged `aged` (migration 0005; the scan starts at the highest key a young row can have)
+#   and, only when the caller's clock is over 5 minutes behind the database's, from the
+#   flagged rows too (flags are set 24 h 5 min after the last message, by the database's
+#   clock); aged = waiting 24 h or more, ordered by priority_aged_key, scanned only when the
+#   inbox holds such a row (two descents of idx_conversations_queue_age: without skip scan,
+#   PostgreSQL < 18 would read a young-only queue to the end to find none);
 # - the candidates compared by their priority at instant $3, ties: longest waiting, then id;
 # - the winner's subscription locked FOR KEY SHARE: an unsubscribe committed meanwhile makes
 #   the statement allocate nothing (the client retries), one in progress waits for us and then
@@ -53,30 +74,18 @@ WITH caller AS (
 ),
 subscribed AS (
     SELECT sub.inbox_id, caller.alpha, caller.beta,
-           (SELECT max(q.last_message_at) FROM conversation_refs q
-            WHERE q.tenant_id = $1 AND q.inbox_id = sub.inbox_id AND q.state = 'QUEUED')
-               > to_timestamp($3::float8 - 86400) AS has_young,
            (SELECT min(q.last_message_at) FROM conversation_refs q
-            WHERE q.tenant_id = $1 AND q.inbox_id = sub.inbox_id AND q.state = 'QUEUED')
-               <= to_timestamp($3::float8 - 86400) AS has_aged
+            WHERE q.tenant_id = $1 AND q.inbox_id = sub.inbox_id AND q.state = 'QUEUED'
+              AND NOT q.aged) <= to_timestamp($3::float8 - 86400)
+           OR (SELECT min(q.last_message_at) FROM conversation_refs q
+               WHERE q.tenant_id = $1 AND q.inbox_id = sub.inbox_id AND q.state = 'QUEUED'
+                 AND q.aged) <= to_timestamp($3::float8 - 86400) AS has_aged
     FROM caller
     JOIN operator_inbox_subscriptions sub ON sub.operator_id = caller.operator_id
 ),
-young_best AS (
-    SELECT pick.*, subscribed.beta
-    FROM subscribed
-    CROSS JOIN LATERAL (
-        SELECT c.id, c.inbox_id, c.priority_young_key, c.priority_aged_key, c.last_message_at
-        FROM conversation_refs c
-        WHERE c.tenant_id = $1 AND c.inbox_id = subscribed.inbox_id AND c.state = 'QUEUED'
-          AND c.last_message_at > to_timestamp($3::float8 - 86400)
-          AND c.priority_young_key
-              <= subscribed.alpha - subscribed.beta * ($3::float8 - 86400) / 86400 + 1e-9
-        ORDER BY c.priority_young_key DESC, c.last_message_at ASC, c.id ASC
-        LIMIT 1
-        FOR NO KEY UPDATE OF c SKIP LOCKED
-    ) AS pick
-    WHERE subscribed.has_young
+young_best AS ({_young_pick("NOT c.aged")}
+    UNION ALL{_young_pick("c.aged")}
+    WHERE to_timestamp($3::float8) < statement_timestamp() - interval '5 minutes'
 ),
 aged_best AS (
     SELECT pick.*, subscribed.beta

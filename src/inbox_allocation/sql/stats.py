@@ -41,9 +41,9 @@ ORDER BY i.created_at, i.id
 """
 
 # Prometheus scrape: queued conversations and the oldest wait of every tenant, in one
-# aggregate over the partial index of QUEUED rows (idx_conversations_allocation) joined to
-# the tenants (a tenant with nothing queued reports 0 and 0). Runs at most once per cache
-# period per process, whatever the scrape rate (observability.metrics).
+# aggregate over the QUEUED rows (partial indexes) joined to the tenants (a tenant with
+# nothing queued reports 0 and 0). Runs at most once per cache period per process, whatever
+# the scrape rate (observability.metrics).
 QUEUE_BY_TENANT = """
 SELECT t.id::text AS tenant_id,
        count(c.id)::bigint AS queued,

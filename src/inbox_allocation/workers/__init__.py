@@ -11,6 +11,7 @@ from inbox_allocation.db.pool import CONNECTION_ERRORS, Database
 from inbox_allocation.logging import get_logger
 from inbox_allocation.services.grace import GraceSweeper
 from inbox_allocation.services.idempotency import IdempotencyStore
+from inbox_allocation.services.queue_aging import QueueAging
 
 log = get_logger(__name__)
 
@@ -66,7 +67,7 @@ class PeriodicTask:
 
 
 class BackgroundWorkers:
-    """The service's periodic jobs (grace sweeper, idempotency cleanup)."""
+    """The service's periodic jobs (grace sweeper, queue aging, idempotency cleanup)."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
         sweeper = GraceSweeper(db, settings.grace_period_batch_size)
@@ -75,6 +76,10 @@ class BackgroundWorkers:
             # Contract §6.4: one pass at start-up, then every interval.
             PeriodicTask(
                 "grace-sweeper", sweeper.sweep, settings.grace_period_interval,
+                run_immediately=True,
+            ),
+            PeriodicTask(
+                "queue-aging", QueueAging(db).sweep, settings.queue_aging_interval,
                 run_immediately=True,
             ),
             # Contract §6.5: first run after one interval.
