@@ -16,7 +16,8 @@
    invariants; `report` prints the totals. A soak run also samples RSS, DB connections and
    the conversation table every 10 s and judges the curves (`soak`).
 
-`python -m stress.repro_grace_race` reproduces the one service defect found so far.
+`python -m stress.repro_grace_race` races OFFLINE against the end of an allocation (the one
+service defect found so far, since fixed) and fails if a grace row survives.
 
 Everything lands in the run directory (default `build/stress/<time>-<profile>/`): events,
 world, snapshots, final rows, service log, soak samples and the report (text and JSON).

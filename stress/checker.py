@@ -33,7 +33,6 @@ Invariants (each reported with a count and the first few violating examples):
                          conversation of an OFFLINE operator has a grace row; no grace row
                          long expired (final rows)
  6b grace-allocation     a grace row's conversation is ALLOCATED to the row's operator
-                         (a KNOWN_DEFECT at present: reported, not counted unless strict)
  7  tenant-isolation     no response contains an id of another tenant that the caller did
                          not send itself; no 2xx data of another tenant; cross-tenant probes
                          never succeed; final rows never mix tenants
@@ -72,7 +71,6 @@ MAX_EXAMPLES = 5
 STALE_GRACE_MIN_SECONDS = 10.0
 # Reported service defects: still checked and printed ([KNOWN]), but they do not fail a run
 # unless `strict` (python -m stress.run --strict). Remove an entry once the defect is fixed.
-# Invariants with a known, unfixed defect: reported but not counted (unless --strict).
 # Empty: 6b (a grace row outliving its allocation when OFFLINE raced a lifecycle transition)
 # was fixed by locking the holder's status row in those transitions.
 KNOWN_DEFECTS: dict[str, str] = {}

@@ -1,4 +1,4 @@
-"""Reproduction: a grace row survives the end of its allocation.
+"""Regression check: a grace row must not survive the end of its allocation.
 
 `python -m stress.repro_grace_race [--rounds N] [--ending resolve|deallocate|move|reassign]`
 
@@ -13,7 +13,9 @@ resolve, deallocate, reassign and move_inbox remove the conversation's grace row
 the two commits first, no grace row of A for c may remain. It does when the status change's
 INSERT … SELECT (START_GRACE_PERIODS) reads c while the manager's transaction has not yet
 committed (c still ALLOCATED to A), and the manager's DELETE_GRACE_ROW runs before the status
-change commits (the inserted row is invisible to it).
+change commits (the inserted row is invisible to it). Fixed: each lifecycle transition locks
+the holder's status row after the conversation, so the two serialise; this script exits 1 if
+any round still leaves a stale row.
 """
 
 from __future__ import annotations
