@@ -165,10 +165,22 @@ WHERE s.relname = 'conversation_refs'
 """
 
 
+# Each index of the conversation table on its own (the soak names the ones that grew).
+INDEX_SIZES = """
+SELECT indexrelname AS name, pg_relation_size(indexrelid) AS bytes
+FROM pg_stat_user_indexes
+WHERE relname = 'conversation_refs'
+"""
+INDEX_KEY_PREFIX = "index_bytes:"
+
+
 async def sample_database(conn: asyncpg.Connection) -> dict[str, int]:
     row = await conn.fetchrow(DB_SAMPLE)
     assert row is not None
-    return {key: int(value or 0) for key, value in dict(row).items()}
+    sample = {key: int(value or 0) for key, value in dict(row).items()}
+    for index in await conn.fetch(INDEX_SIZES):
+        sample[INDEX_KEY_PREFIX + index["name"]] = int(index["bytes"])
+    return sample
 
 
 async def autovacuum_settings(conn: asyncpg.Connection) -> dict[str, str]:

@@ -18,9 +18,9 @@ from inbox_allocation.sql.conversations import (
 )
 
 
-# The best young QUEUED conversation of each subscribed inbox among the rows whose aged flag
-# matches `flag` (an SQL condition on c.aged), in young-key order (ALLOCATE_NEXT below).
-def _young_pick(flag: str) -> str:
+# The best QUEUED conversation of each subscribed inbox among the rows matching `condition`,
+# in the order of the priority key `key` (one class scan of ALLOCATE_NEXT below).
+def _best_of_each_inbox(condition: str, key: str) -> str:
     return f"""
     SELECT pick.*, subscribed.beta
     FROM subscribed
@@ -28,13 +28,27 @@ def _young_pick(flag: str) -> str:
         SELECT c.id, c.inbox_id, c.priority_young_key, c.priority_aged_key, c.last_message_at
         FROM conversation_refs c
         WHERE c.tenant_id = $1 AND c.inbox_id = subscribed.inbox_id AND c.state = 'QUEUED'
-          AND {flag} AND c.last_message_at > to_timestamp($3::float8 - 86400)
-          AND c.priority_young_key
-              <= subscribed.alpha - subscribed.beta * ($3::float8 - 86400) / 86400 + 1e-9
-        ORDER BY c.priority_young_key DESC, c.last_message_at ASC, c.id ASC
+          AND {condition}
+        ORDER BY c.{key} DESC, c.last_message_at ASC, c.id ASC
         LIMIT 1
         FOR NO KEY UPDATE OF c SKIP LOCKED
     ) AS pick"""
+
+
+# Young: waiting under 24 h at $3; the index scan starts at the highest key a young row can
+# have. `flag` picks the unflagged or the flagged part of the index.
+def _young(flag: str) -> str:
+    return _best_of_each_inbox(
+        f"""{flag} AND c.last_message_at > to_timestamp($3::float8 - 86400)
+          AND c.priority_young_key
+              <= subscribed.alpha - subscribed.beta * ($3::float8 - 86400) / 86400 + 1e-9""",
+        "priority_young_key",
+    )
+
+
+_AGED = _best_of_each_inbox(
+    "c.last_message_at <= to_timestamp($3::float8 - 86400)", "priority_aged_key"
+)
 
 
 # One statement, one round trip:
@@ -83,22 +97,11 @@ subscribed AS (
     FROM caller
     JOIN operator_inbox_subscriptions sub ON sub.operator_id = caller.operator_id
 ),
-young_best AS ({_young_pick("NOT c.aged")}
-    UNION ALL{_young_pick("c.aged")}
+young_best AS ({_young("NOT c.aged")}
+    UNION ALL{_young("c.aged")}
     WHERE to_timestamp($3::float8) < statement_timestamp() - interval '5 minutes'
 ),
-aged_best AS (
-    SELECT pick.*, subscribed.beta
-    FROM subscribed
-    CROSS JOIN LATERAL (
-        SELECT c.id, c.inbox_id, c.priority_young_key, c.priority_aged_key, c.last_message_at
-        FROM conversation_refs c
-        WHERE c.tenant_id = $1 AND c.inbox_id = subscribed.inbox_id AND c.state = 'QUEUED'
-          AND c.last_message_at <= to_timestamp($3::float8 - 86400)
-        ORDER BY c.priority_aged_key DESC, c.last_message_at ASC, c.id ASC
-        LIMIT 1
-        FOR NO KEY UPDATE OF c SKIP LOCKED
-    ) AS pick
+aged_best AS ({_AGED}
     WHERE subscribed.has_aged
 ),
 candidates AS (
