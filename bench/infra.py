@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherConfig
+from inbox_allocation.db.launcher import (
+    EmbeddedPostgres,
+    LauncherConfig,
+    free_port,
+    world_traversable_tempdir,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PR_SET_PDEATHSIG = 1
@@ -43,12 +47,6 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 WORKDIR_PREFIX = "inbox-allocation-bench-"
 
 
@@ -62,8 +60,7 @@ def make_workdir() -> Path:
             continue
         if not Path(f"/proc/{owner}").exists():
             shutil.rmtree(stale, ignore_errors=True)
-    path = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
-    path.chmod(0o755)
+    path = world_traversable_tempdir(WORKDIR_PREFIX)
     (path / "harness.pid").write_text(str(os.getpid()))
     return path
 

@@ -13,10 +13,8 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,23 +22,15 @@ from pathlib import Path
 import httpx
 
 from inbox_allocation.db import migrations
-from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherConfig
+from inbox_allocation.db.launcher import (
+    EmbeddedPostgres,
+    LauncherConfig,
+    free_port,
+    world_traversable_tempdir,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PR_SET_PDEATHSIG = 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def world_traversable_tempdir(prefix: str) -> Path:
-    """A temp dir the unprivileged database user can enter (mkdtemp makes them 0700)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o755)
-    return path
 
 
 @dataclass

@@ -29,8 +29,9 @@ from typing import Any
 
 import httpx
 
+from inbox_allocation.db.launcher import world_traversable_tempdir
 from stress import provision
-from stress.environment import Service, start_database, world_traversable_tempdir
+from stress.environment import Service, start_database
 from stress.model import OperatorSpec, TenantSpec, World
 
 T = "aaaaaaaa-0000-4000-8000-000000000001"

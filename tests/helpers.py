@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-import tempfile
 import time
 from pathlib import Path
 
+# Re-exported: the tests take them from here, the launcher owns them.
+from inbox_allocation.db.launcher import free_port, world_traversable_tempdir
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def world_traversable_tempdir(prefix: str) -> Path:
-    """A temp dir the unprivileged database user can enter (mkdtemp makes them 0700)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o755)
-    return path
+__all__ = ["free_port", "world_traversable_tempdir"]
 
 
 def _stat_fields(pid: int) -> list[str] | None:

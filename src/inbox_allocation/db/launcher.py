@@ -30,6 +30,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
@@ -48,6 +49,21 @@ MAX_SOCKET_DIR_LEN = 90
 ROOT_BINARY_CACHE = Path("/var/cache/inbox-allocation")
 # Where the default data dir moves when, as root, the checkout is not reachable.
 ROOT_DATA_FALLBACK = Path("/var/lib/inbox-allocation")
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for a throwaway server: tests, benchmarks, stress)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def world_traversable_tempdir(prefix: str) -> Path:
+    """A temp dir the unprivileged database user can enter (mkdtemp makes them 0700): the
+    place for a throwaway server's data dir when running as root."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
 
 
 class LauncherError(RuntimeError):
