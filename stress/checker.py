@@ -169,42 +169,35 @@ def build_ops(events: Iterable[Event]) -> list[Op]:
 
 
 def _op(group: list[Event]) -> Op:
+    """One logical operation from its attempts: the first definitive answer ends it; with
+    none, its outcome is unknown and it may take effect at any time after it was sent."""
     group.sort(key=lambda e: e.seq)
-    first = group[0]
+    first, last = group[0], group[-1]
     answers = sorted((e for e in group if definitive(e)), key=lambda e: e.t_recv or INF)
-    start = min(e.t_send for e in group)
+    end: float
+    status: int | None
+    data: Any
     if answers:
         answer = answers[0]
         assert answer.status is not None
         assert answer.t_recv is not None
         outcome = "ok" if 200 <= answer.status < 300 else "rejected"
-        return Op(
-            kind=route_kind(first.method, first.path),
-            action=first.action,
-            tenant=first.tenant,
-            operator=first.operator,
-            body=first.body,
-            start=start,
-            end=answer.t_recv,
-            outcome=outcome,
-            status=answer.status,
-            code=answer.code,
-            data=answer.data,
-            events=group,
-        )
-    last = group[-1]
+        end, status, code, data = answer.t_recv, answer.status, answer.code, answer.data
+    else:
+        outcome = "unknown"
+        end, status, code, data = INF, last.status, last.code, None
     return Op(
         kind=route_kind(first.method, first.path),
         action=first.action,
         tenant=first.tenant,
         operator=first.operator,
         body=first.body,
-        start=start,
-        end=INF,
-        outcome="unknown",
-        status=last.status,
-        code=last.code,
-        data=None,
+        start=min(e.t_send for e in group),
+        end=end,
+        outcome=outcome,
+        status=status,
+        code=code,
+        data=data,
         events=group,
     )
 

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.helpers import free_port, world_traversable_tempdir
+from tests.helpers import free_port, wait_ready, world_traversable_tempdir
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -161,21 +161,6 @@ def start_service(
         )
 
 
-def wait_ready(process: subprocess.Popen[bytes], base_url: str, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = log.read_text(errors="replace")
-            raise CheckFailed(f"the service exited with {process.returncode}:\n{output}")
-        try:
-            if httpx.get(f"{base_url}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise CheckFailed(f"the service was not ready within {timeout:.0f} s")
-
-
 def stop_service(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
@@ -298,7 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     base_url = f"http://127.0.0.1:{http_port}"
     process = start_service(workdir, free_port(), http_port, log)
     try:
-        wait_ready(process, base_url, log, timeout=90)
+        try:
+            wait_ready(process, base_url, output=lambda: log.read_text(errors="replace"))
+        except AssertionError as exc:
+            raise CheckFailed(str(exc)) from None
         ready = time.monotonic()
         outcome = check_docs(
             args.chromium, base_url, args.screenshot, args.window_size, args.timeout

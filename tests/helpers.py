@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 # Re-exported: the tests take them from here, the launcher owns them.
 from inbox_allocation.db.launcher import free_port, world_traversable_tempdir
@@ -68,3 +72,30 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
     except OSError:
         return "?"
+
+
+def wait_ready(
+    process: subprocess.Popen[bytes],
+    base_url: str,
+    *,
+    timeout: float = 90.0,
+    output: Callable[[], str] | None = None,
+) -> None:
+    """Poll `GET /ready` of a service started as `process` until it answers 200; fail at once
+    if the process exits (with its stderr, or `output()` when given) or after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            if output is not None:
+                text = output()
+            else:
+                text = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise AssertionError(f"the service exited with {process.returncode}:\n{text}")
+        try:
+            if httpx.get(f"{base_url}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the service was not ready within {timeout:.0f} s")
+        time.sleep(0.1)

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import alive, free_port, world_traversable_tempdir
+from tests.helpers import alive, free_port, wait_ready, world_traversable_tempdir
 
 pytestmark = pytest.mark.no_db
 
@@ -50,21 +50,6 @@ def start_service(workdir: Path, db_port: int, http_port: int) -> subprocess.Pop
     )
 
 
-def wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            stderr = process.stderr.read().decode() if process.stderr else ""
-            raise AssertionError(f"service exited with {process.returncode}:\n{stderr}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("service not ready in time")
-
-
 def postgres_pid(data_dir: Path) -> int:
     return int((data_dir / "postmaster.pid").read_text().splitlines()[0])
 
@@ -74,7 +59,7 @@ def test_serve_migrates_seeds_survives_restart_and_leaves_no_orphan(workdir: Pat
 
     first = start_service(workdir, db_port, http_port)
     try:
-        wait_ready(first, http_port)
+        wait_ready(first, f"http://127.0.0.1:{http_port}")
         seeded = httpx.get(
             f"http://127.0.0.1:{http_port}/health", headers={"X-Tenant-ID": ACME}, timeout=5
         )
@@ -94,7 +79,7 @@ def test_serve_migrates_seeds_survives_restart_and_leaves_no_orphan(workdir: Pat
     # Restart on the same data dir: the seed written by the first run is still there.
     second = start_service(workdir, db_port, http_port)
     try:
-        wait_ready(second, http_port)
+        wait_ready(second, f"http://127.0.0.1:{http_port}")
         check = subprocess.run(
             [sys.executable, "-c",
              "import asyncio, asyncpg, sys\n"

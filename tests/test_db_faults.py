@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import time
 import uuid
@@ -180,14 +181,23 @@ async def _backend_waiting_for_lock(db: asyncpg.Pool, fragment: str) -> int:
     raise AssertionError(f"no backend waiting on a lock in a query with {fragment!r}")
 
 
+@contextlib.asynccontextmanager
+async def _row_locked(db: asyncpg.Pool, lock_sql: str, key: uuid.UUID) -> AsyncIterator[None]:
+    """Hold the row lock of `lock_sql` ($1 = key) in a transaction of its own for the block,
+    so the request under test waits on it and its backend can be killed meanwhile."""
+    async with db.acquire() as holder, holder.transaction():
+        await holder.execute(lock_sql, key)
+        yield
+
+
+LOCK_CONVERSATION = "SELECT 1 FROM conversation_refs WHERE id = $1 FOR UPDATE"
+
+
 async def test_transaction_killed_before_commit_is_retried_once(
     client: httpx.AsyncClient, db: asyncpg.Pool
 ) -> None:
     target = uuid.UUID(conversation(5))  # ALLOCATED to operator 04
-    async with db.acquire() as holder:
-        blocker = holder.transaction()
-        await blocker.start()
-        await holder.execute("SELECT 1 FROM conversation_refs WHERE id = $1 FOR UPDATE", target)
+    async with _row_locked(db, LOCK_CONVERSATION, target):
         request = asyncio.create_task(client.post(
             "/api/v1/resolve", headers=headers(ACME_OP4),
             json={"conversation_id": conversation(5)},
@@ -196,7 +206,6 @@ async def test_transaction_killed_before_commit_is_retried_once(
         await db.execute("SELECT pg_terminate_backend($1)", victim)
         retried = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
         assert retried != victim  # the retry runs on a fresh connection
-        await blocker.rollback()
     response = await request
     assert response.status_code == 200
     assert response.json()["data"]["state"] == "RESOLVED"
@@ -206,10 +215,7 @@ async def test_transaction_killed_twice_fails_cleanly(
     client: httpx.AsyncClient, db: asyncpg.Pool
 ) -> None:
     target = uuid.UUID(conversation(5))
-    async with db.acquire() as holder:
-        blocker = holder.transaction()
-        await blocker.start()
-        await holder.execute("SELECT 1 FROM conversation_refs WHERE id = $1 FOR UPDATE", target)
+    async with _row_locked(db, LOCK_CONVERSATION, target):
         request = asyncio.create_task(client.post(
             "/api/v1/deallocate", headers=headers(ACME_MANAGER),
             json={"conversation_id": conversation(5)},
@@ -217,7 +223,6 @@ async def test_transaction_killed_twice_fails_cleanly(
         for _ in range(2):
             victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
             await db.execute("SELECT pg_terminate_backend($1)", victim)
-        await blocker.rollback()
     response = await request
     assert (response.status_code, response.json()["error"]["code"]) == (503, "DB_UNAVAILABLE")
     row = await db.fetchrow(
@@ -234,16 +239,11 @@ async def test_single_statement_killed_fails_cleanly(
     """/allocate is one autocommit statement: a lost connection may or may not have committed
     it, so it is never retried — it fails with 503 and, killed mid-statement, applied nothing."""
     before = await db.fetchval("SELECT count(*) FROM conversation_refs WHERE state = 'ALLOCATED'")
-    async with db.acquire() as holder:
-        blocker = holder.transaction()
-        await blocker.start()
-        await holder.execute(
-            "SELECT 1 FROM operator_status WHERE operator_id = $1 FOR UPDATE", uuid.UUID(ACME_OP4)
-        )
+    lock_status = "SELECT 1 FROM operator_status WHERE operator_id = $1 FOR UPDATE"
+    async with _row_locked(db, lock_status, uuid.UUID(ACME_OP4)):
         request = asyncio.create_task(client.post("/api/v1/allocate", headers=headers(ACME_OP4)))
         victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF s")
         await db.execute("SELECT pg_terminate_backend($1)", victim)
-        await blocker.rollback()
     response = await request
     assert (response.status_code, response.json()["error"]["code"]) == (503, "DB_UNAVAILABLE")
     after = await db.fetchval("SELECT count(*) FROM conversation_refs WHERE state = 'ALLOCATED'")

@@ -19,7 +19,13 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.helpers import descendants, free_port, survivors, world_traversable_tempdir
+from tests.helpers import (
+    descendants,
+    free_port,
+    survivors,
+    wait_ready,
+    world_traversable_tempdir,
+)
 from tests.seed_ids import ACME_MANAGER, conversation, headers
 
 pytestmark = pytest.mark.no_db
@@ -64,24 +70,11 @@ def connection_refused(port: int) -> bool:
     return False
 
 
-async def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(600):
-            assert process.poll() is None, "service exited during start-up"
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("service not ready")
-
-
 async def test_sigterm_drains_accepted_requests_and_leaves_nothing(workdir: Path) -> None:
     db_port, http_port = free_port(), free_port()
     service = start_service(workdir, db_port, http_port)
     try:
-        await wait_ready(http_port, service)
+        await asyncio.to_thread(wait_ready, service, f"http://127.0.0.1:{http_port}")
         processes = descendants(service.pid)
         assert len(processes) >= 3  # two workers and PostgreSQL (plus its own children)
         dsn = f"postgresql://allocation_user:allocation_pass@127.0.0.1:{db_port}/allocation_db"

@@ -28,7 +28,7 @@ from inbox_allocation.config import Settings
 from inbox_allocation.observability import metrics
 from inbox_allocation.observability.metrics import MetricsEndpoint
 from inbox_allocation.services.grace import GraceSweeper
-from tests.helpers import free_port, world_traversable_tempdir
+from tests.helpers import free_port, wait_ready, world_traversable_tempdir
 from tests.seed_ids import (
     ACME,
     ACME_ADMIN,
@@ -566,18 +566,7 @@ def test_serve_with_two_workers_merges_their_metrics(workdir: Path) -> None:
     )
     base = f"http://127.0.0.1:{http_port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                stderr = process.stderr.read().decode() if process.stderr else ""
-                raise AssertionError(f"service exited with {process.returncode}:\n{stderr}")
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "service not ready in time"
-            time.sleep(0.1)
+        wait_ready(process, base)
         directories = list(workdir.glob("inbox-allocation-metrics-*"))
         assert len(directories) == 1
 

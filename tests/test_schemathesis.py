@@ -14,12 +14,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
@@ -29,7 +27,7 @@ from schemathesis.checks import (
     response_schema_conformance,
 )
 
-from tests.helpers import free_port, world_traversable_tempdir
+from tests.helpers import free_port, wait_ready, world_traversable_tempdir
 from tests.seed_ids import ACME, ACME_ADMIN
 
 pytestmark = pytest.mark.no_db
@@ -56,14 +54,7 @@ def base_url() -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            assert service.poll() is None, "service exited during start-up"
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        wait_ready(service, url)
         yield url
     finally:
         os.killpg(service.pid, signal.SIGTERM)
