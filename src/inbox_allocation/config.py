@@ -108,7 +108,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warn", "warning", "error"] = Field(
         "info", validation_alias="LOG_LEVEL"
     )
-    log_format: Literal["json", "console"] = Field("json", validation_alias="LOG_FORMAT")
+    # auto: console lines on a terminal, JSON otherwise (logging.py).
+    log_format: Literal["auto", "json", "console"] = Field("auto", validation_alias="LOG_FORMAT")
 
     # Grace period
     grace_period_interval: Duration = Field(
