@@ -1,4 +1,4 @@
-"""Migrations: every table, enum and index of contract §10; down and up again cleanly."""
+"""Migrations: every table, enum and index of the schema; down and up again cleanly."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""Labels of an inbox and their attachment to conversations (contract §3.28–3.33, §6.10).
+"""Labels of an inbox and their attachment to conversations.
 
 Every statement filters on the tenant (`tenant_id = $1`); conversation_labels and
 operator_inbox_subscriptions, which have no tenant column, are reached through a join to a
 tenant-scoped table.
 """
 
-# The Label shape (contract §4.8), from alias `l`.
+# The Label shape, from alias `l`.
 LABEL_COLUMNS = """
     l.id, l.tenant_id, l.inbox_id, l.name, l.color, l.created_by, l.created_at
 """

@@ -4,7 +4,7 @@ operator_status has no tenant_id column: every statement reaches it through the 
 filtered by `o.tenant_id = $1`.
 """
 
-# The status shape (contract §4.4 plus capacity), from `s` (status) and `o` (operator).
+# The status shape, from `s` (status) and `o` (operator).
 STATUS_COLUMNS = """
     s.operator_id, s.status::text AS status, s.last_status_change_at,
     o.max_concurrent_conversations,
@@ -58,7 +58,7 @@ RETURNING {STATUS_COLUMNS}
 """
 
 # Going OFFLINE: every conversation allocated to the operator gets a grace row; an existing
-# row for that conversation is replaced (decisions.md).
+# row for that conversation is replaced (docs/decisions.md#grace-period).
 # $1 tenant_id, $2 operator_id, $3 grace duration (interval)
 START_GRACE_PERIODS = """
 INSERT INTO grace_period_assignments (conversation_id, operator_id, expires_at, reason)

@@ -1,4 +1,4 @@
-"""Shapes of /health, /ready and /version (contract §4.11)."""
+"""Shapes of /health, /ready and /version."""
 
 from __future__ import annotations
 
