@@ -17,7 +17,16 @@ pytestmark = pytest.mark.no_db
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("src", "tests", "stress", "bench", "migrations", "tools")
-TOP_LEVEL = ("Makefile", "pyproject.toml", "Dockerfile", "docker-compose.yml", "alembic.ini")
+TOP_LEVEL = (
+    "Makefile",
+    "pyproject.toml",
+    "Dockerfile",
+    "docker-compose.yml",
+    "alembic.ini",
+    "README.md",
+    "openapi.yaml",
+    ".env.example",
+)
 SUFFIXES = {".py", ".sql", ".mako", ".md", ".toml", ".ini", ".yml", ".yaml", ".lua", ".pgbench"}
 SKIPPED_DIRS = {"__pycache__", "results"}  # bench/results: generated reports
 THIS_FILE = Path(__file__).resolve()
