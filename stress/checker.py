@@ -21,7 +21,7 @@ Invariants (each reported with a count and the first few violating examples):
                          (the first holder possibly went OFFLINE) in between; a reassign as the
                          second acquisition is a transfer and needs none
  3  final-states         ALLOCATED => operator set; QUEUED => operator NULL; resolved_at set
-                         iff RESOLVED (RESOLVED keeps its last operator, contract §6.1)
+                         iff RESOLVED (RESOLVED keeps its last operator)
  3b response-states      every 2xx lifecycle response shows the state its route promises
  4  no-lost-or-duplicated every conversation id returned by ingestion exists exactly once,
                          one row per (tenant, external id), one id per external id, no row
@@ -49,7 +49,8 @@ Invariants (each reported with a count and the first few violating examples):
                          (reopen) since, is RESOLVED
 11  quiet-allocation     after the load, with nothing else running: /allocate answers 200
                          (never a false NO_CONVERSATIONS_AVAILABLE) with a conversation whose
-                         live priority (contract §6.6, computed by the harness from the rows
+                         live priority (docs/decisions.md#live-priority, computed by the harness
+                         from the rows
                          just before) is the highest of the caller's QUEUED ones, and reports
                          that priority as priority_score
 """
@@ -554,7 +555,7 @@ def _final_states(ctx: _Context) -> InvariantResult:
     )
     result.note = (
         f"final rows and {len(ctx.row_sets) - 1} snapshots taken during the load; RESOLVED "
-        "keeps its last operator (contract §6.1), so only ALLOCATED/QUEUED bind it"
+        "keeps its last operator, so only ALLOCATED/QUEUED bind it"
     )
     for label, rows in ctx.row_sets:
         for row in rows.conversations:
@@ -769,7 +770,7 @@ def _grace_outlives_allocation(ctx: _Context) -> InvariantResult:
     result = InvariantResult("6b", "a grace row's conversation is ALLOCATED to the row's operator")
     result.note = (
         "resolve/deallocate/reassign/move remove the grace row; going OFFLINE only creates "
-        "rows for conversations still ALLOCATED to the operator (decisions.md)"
+        "rows for conversations still ALLOCATED to the operator (docs/decisions.md)"
     )
     for label, rows in ctx.row_sets:
         conversations = {row.id: row for row in rows.conversations}
@@ -898,7 +899,7 @@ def _capacity(ctx: _Context, acquisitions: dict[str, list[_Acquisition]]) -> Inv
             assert limit is not None
             result.checked += 1
             if operator_id in reassigned_to:
-                continue  # a manager's reassign may exceed the capacity (decisions.md)
+                continue  # a manager's reassign may exceed it (docs/decisions.md#capacity)
             if counts[operator_id] > limit:
                 result.fail(
                     f"{label}: operator {operator_id} (max {limit}) holds {counts[operator_id]}"

@@ -2,7 +2,7 @@
 
 With no concurrent request and no row lock, /allocate must hand out a QUEUED conversation of
 the caller's inboxes whenever one exists, and one with the highest live priority
-(decisions.md: the contract §6.6 formula at that instant; ties: longest waiting, then id).
+(docs/decisions.md#live-priority: the formula at that instant; ties: longest waiting, then id).
 
 For each tenant, up to `rounds` times: read the QUEUED conversations and the AVAILABLE
 operators under capacity, pick one whose inboxes hold some, rank them by the formula, call
@@ -48,7 +48,7 @@ WHERE o.tenant_id = $1 AND s.status = 'AVAILABLE'
 
 
 def priority(*, count: int, last: float, at: float, alpha: float, beta: float) -> float:
-    """Contract §6.6: alpha·min(log10(count+1)/3, 1) + beta·min(hours waited / 24, 1)."""
+    """The live priority: alpha·min(log10(count+1)/3, 1) + beta·min(hours waited / 24, 1)."""
     normalised_count = min(math.log10(count + 1) / 3, 1.0)
     normalised_delay = min((at - last) / 86400, 1.0)
     return alpha * normalised_count + beta * normalised_delay

@@ -8,7 +8,8 @@ OFFLINE (PUT /operator/status) and the manager ends the allocation (POST /resolv
 /deallocate, /move_inbox to an inbox A is not subscribed to, /reassign to B). Afterwards the
 database is asked whether c has a grace row although it is no longer ALLOCATED to A.
 
-decisions.md: going OFFLINE gives a grace row to every conversation ALLOCATED to the operator;
+docs/decisions.md#grace-period: going OFFLINE gives a grace row to every conversation ALLOCATED to
+the operator;
 resolve, deallocate, reassign and move_inbox remove the conversation's grace row. Whichever of
 the two commits first, no grace row of A for c may remain. It does when the status change's
 INSERT … SELECT (START_GRACE_PERIODS) reads c while the manager's transaction has not yet

@@ -32,7 +32,7 @@ from stress.soak import Sample, Verdict, curve_lines, evaluate, sample_every
 
 GRACE_PERIOD = "2s"
 GRACE_INTERVAL = "1s"
-DEFAULT_DB_MAX_CONNS = 25  # the service's default (contract §9)
+DEFAULT_DB_MAX_CONNS = 25  # the service's default (docs/decisions.md#configuration)
 QUIET_ROUNDS = 10  # allocations per tenant in the quiet phase after the load
 
 PROFILES: dict[str, LoadProfile] = {

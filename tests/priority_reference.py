@@ -1,4 +1,5 @@
-"""The priority formula of contract §6.6, written plainly: the oracle tests compare with."""
+"""The priority formula (docs/decisions.md#live-priority), written plainly: the oracle tests
+compare with."""
 
 from __future__ import annotations
 

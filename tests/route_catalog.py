@@ -2,12 +2,12 @@
 tests/test_role_matrix.py.
 
 Adding a route to the app makes both files' coverage checks fail until the route gets an
-entry here (`ROUTES`): a valid Acme request, the roles it refuses (contract §2 route table,
-decisions.md "Identity and tenant isolation") and its cross-tenant cases.
+entry here (`ROUTES`): a valid Acme request, the roles it refuses (docs/decisions.md#roles,
+docs/decisions.md#identity-and-tenants) and its cross-tenant cases.
 
 Every entry's `call` is a request with Acme ids that succeeds (`ok_status`) on the seed data
-(contract §11) for every Acme role it does not refuse: OPERATOR 3…04, MANAGER 3…02 and ADMIN
-3…01, all AVAILABLE and subscribed to inbox 2…01.
+(docs/decisions.md#demo-data) for every Acme role it does not refuse: OPERATOR 3…04, MANAGER
+3…02 and ADMIN 3…01, all AVAILABLE and subscribed to inbox 2…01.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ ACME_CALLER: dict[Role, str] = {"OPERATOR": ACME_OP4, "MANAGER": ACME_MANAGER, "
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "DELETE"})
 
-# TechStart objects named by the isolation cases (contract §11).
+# TechStart objects named by the isolation cases (docs/decisions.md#demo-data).
 TS_INBOX = INBOX_TECH_GENERAL  # 2…04
 TS_OPERATOR = TECH_OP14  # 3…14, OPERATOR, AVAILABLE, inboxes 4 and 5
 TS_ADMIN = TECH_ADMIN  # 3…11, TechStart's only ADMIN
@@ -251,7 +251,7 @@ def _c(
 _OPS_AND_ADMIN = (ACME_ADMIN, ACME_OP4)
 
 ROUTES: tuple[Route, ...] = (
-    # --- operator status (contract §3.1–3.2) ----------------------------------------------------
+    # --- operator status ----------------------------------------------------
     _route(
         "GET", "/operator/status", 200,
         foreign=(Foreign("own status only", _c("GET", "/operator/status"), 200,
@@ -262,7 +262,7 @@ ROUTES: tuple[Route, ...] = (
         foreign=(Foreign("own status only", _c("PUT", "/operator/status", body={
             "status": "OFFLINE"}), 200, callers=_OPS_AND_ADMIN),),
     ),
-    # --- inboxes (§3.3–3.7) -----------------------------------------------------------------
+    # --- inboxes -----------------------------------------------------------------
     _route(
         "GET", "/inboxes", 200,
         foreign=(Foreign("acme inboxes only", _c("GET", "/inboxes"), 200,
@@ -301,7 +301,7 @@ ROUTES: tuple[Route, ...] = (
         refused=MANAGER_GUARD,
         foreign=(not_found("techstart inbox", _c("DELETE", f"/inboxes/{TS_INBOX}"), "NOT_FOUND"),),
     ),
-    # --- subscriptions (§3.8–3.10, decisions.md unsubscribe forms) ---------------------------
+    # --- subscriptions (both unsubscribe forms) ---------------------------
     _route(
         "GET", "/inboxes/{inbox_id}/operators", 200, path=f"/inboxes/{INBOX_SALES}/operators",
         refused=MANAGER_GUARD,
@@ -332,8 +332,8 @@ ROUTES: tuple[Route, ...] = (
         foreign=(
             not_found("techstart subscription", _c(
                 "DELETE", f"/inboxes/{TS_INBOX}/operators/{TS_OPERATOR}"), "NOT_FOUND"),
-            # An operator that is not subscribed is a no-op 204 (contract §3.10): the same for
-            # another tenant's operator as for a missing one.
+            # An operator that is not subscribed is a no-op 204 (docs/decisions.md#subscriptions):
+            # the same for another tenant's operator as for a missing one.
             Foreign("acme inbox, techstart operator", _c(
                 "DELETE", f"/inboxes/{INBOX_SALES}/operators/{TS_OPERATOR}"), 204),
         ),
@@ -350,7 +350,7 @@ ROUTES: tuple[Route, ...] = (
                 "DELETE", f"/inboxes/{INBOX_SALES}/operators", {"operator_id": TS_OPERATOR}), 204),
         ),
     ),
-    # --- operators (§3.11–3.16) -------------------------------------------------------------
+    # --- operators -------------------------------------------------------------
     _route(
         "GET", "/operators", 200, refused=ADMIN_GUARD,
         foreign=(Foreign("acme operators only", _c("GET", "/operators"), 200),),
@@ -392,7 +392,7 @@ ROUTES: tuple[Route, ...] = (
         foreign=(not_found("techstart operator", _c("GET", f"/operators/{TS_OPERATOR}/inboxes"),
                            "NOT_FOUND"),),
     ),
-    # --- tenant (§3.17–3.18) ----------------------------------------------------------------
+    # --- tenant ----------------------------------------------------------------
     _route(
         "GET", "/tenant", 200, refused=ADMIN_GUARD,
         foreign=(Foreign("acme tenant only", _c("GET", "/tenant"), 200),),
@@ -402,7 +402,8 @@ ROUTES: tuple[Route, ...] = (
         foreign=(Foreign("acme weights only", _c("PUT", "/tenant/weights", body={
             "alpha": 0.2, "beta": 0.8}), 200),),
     ),
-    # --- conversations (§3.19–3.21) ---------------------------------------------------------
+    # --- conversations (docs/decisions.md#visibility)
+    # ---------------------------------------------------------
     _route(
         "GET", "/conversations", 200,
         foreign=(
@@ -420,7 +421,7 @@ ROUTES: tuple[Route, ...] = (
                 callers=_OPS_AND_ADMIN),
         ),
     ),
-    # Ingestion (decisions.md "New capabilities": manager-level caller).
+    # Ingestion (docs/decisions.md#ingestion: manager-level caller).
     _route(
         "POST", "/conversations", 201,
         body={"inbox_id": INBOX_SALES, "external_conversation_id": "ext-acme-new",
@@ -460,7 +461,7 @@ ROUTES: tuple[Route, ...] = (
                     200, empty="conversations"),
         ),
     ),
-    # --- allocation (§3.22–3.23) ------------------------------------------------------------
+    # --- allocation ------------------------------------------------------------
     _route(
         "POST", "/allocate", 200,
         foreign=(Foreign("allocates acme only", _c("POST", "/allocate"), 200,
@@ -476,7 +477,7 @@ ROUTES: tuple[Route, ...] = (
                 "conversation_id": TS_ALLOCATED}), "NOT_FOUND", *_OPS_AND_ADMIN),
         ),
     ),
-    # --- lifecycle (§3.24–3.27) -------------------------------------------------------------
+    # --- lifecycle -------------------------------------------------------------
     _route(
         "POST", "/resolve", 200, body={"conversation_id": conversation(5)},  # assigned to 3…04
         foreign=(
@@ -531,7 +532,8 @@ ROUTES: tuple[Route, ...] = (
             not_found("techstart conversation to acme inbox", _c("POST", "/move_inbox", body={
                 "conversation_id": TS_ALLOCATED, "inbox_id": INBOX_SUPPORT}),
                 "CONVERSATION_NOT_FOUND"),
-            # decisions.md: another tenant's inbox is a missing inbox (not D-14's 400).
+            # docs/decisions.md#foreign-ids-are-missing-ids: another tenant's inbox is a missing
+            # inbox (not the Go service's 400).
             not_found("acme conversation to techstart inbox", _c("POST", "/move_inbox", body={
                 "conversation_id": conversation(6), "inbox_id": TS_INBOX}), "INBOX_NOT_FOUND"),
             not_found("acme conversation via target_inbox_id", _c("POST", "/move_inbox", body={
@@ -539,12 +541,13 @@ ROUTES: tuple[Route, ...] = (
                 "INBOX_NOT_FOUND"),
         ),
     ),
-    # --- queue statistics (decisions.md "New capabilities": manager-level) --------------------
+    # --- queue statistics (docs/decisions.md#queue-statistics)
+    # --------------------
     _route(
         "GET", "/stats", 200, refused=MANAGER_GUARD,
         foreign=(Foreign("acme inboxes only", _c("GET", "/stats"), 200),),
     ),
-    # --- labels (§3.28–3.33) ----------------------------------------------------------------
+    # --- labels ----------------------------------------------------------------
     _route(
         "POST", "/labels", 201, body={"inbox_id": INBOX_SALES, "name": "VIP", "color": "#123456"},
         refused=operator_refused("LABEL_PERMISSION_DENIED"),

@@ -1,4 +1,4 @@
-"""Ids of the seed data (contract §11): `P0000000-0000-0000-0000-0000000000NN`."""
+"""Ids of the seed data (docs/decisions.md#demo-data): `P0000000-0000-0000-0000-0000000000NN`."""
 
 from __future__ import annotations
 

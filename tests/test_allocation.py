@@ -40,7 +40,7 @@ def error_code(response: httpx.Response) -> str:
 
 
 async def test_allocate_follows_priority_order(client: httpx.AsyncClient) -> None:
-    # Contract §11 "handy facts": operator 04 (inbox 1) gets 04, then 02, 01, 03.
+    # The demo data: operator 04 (inbox 1) gets 04, then 02, 01, 03.
     received = []
     for _ in range(4):
         response = await allocate(client, ACME_OP4)
@@ -78,7 +78,7 @@ async def test_allocate_errors(client: httpx.AsyncClient, db: asyncpg.Pool) -> N
     assert (offline.status_code, error_code(offline)) == (400, "OPERATOR_NOT_AVAILABLE")
 
     await db.execute("DELETE FROM operator_status WHERE operator_id = $1", uuid.UUID(ACME_OP10))
-    no_status = await allocate(client, ACME_OP10)  # D-24: no status row = not available
+    no_status = await allocate(client, ACME_OP10)  # no status row = not available
     assert (no_status.status_code, error_code(no_status)) == (400, "OPERATOR_NOT_AVAILABLE")
 
     await db.execute(

@@ -96,3 +96,27 @@ def test_serve_migrates_seeds_survives_restart_and_leaves_no_orphan(workdir: Pat
     finally:
         if second.poll() is None:
             second.kill()
+
+
+def test_a_second_serve_on_the_same_data_dir_refuses_and_names_the_first(workdir: Path) -> None:
+    db_port, http_port = free_port(), free_port()
+    first = start_service(workdir, db_port, http_port)
+    try:
+        wait_ready(first, f"http://127.0.0.1:{http_port}")
+        second = start_service(workdir, db_port, free_port())
+        try:
+            _, stderr = second.communicate(timeout=60)
+        finally:
+            if second.poll() is None:
+                second.kill()
+        assert second.returncode == 1
+        message = stderr.decode()
+        assert f"(pid {first.pid}) is already running" in message, message
+        assert str(workdir / "pg") in message
+        # The first one is untouched and still serves.
+        assert httpx.get(f"http://127.0.0.1:{http_port}/ready", timeout=5).status_code == 200
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()

@@ -1,4 +1,5 @@
-"""GET /api/v1/conversations/{id} (§3.20) and GET /api/v1/search (§3.21)."""
+"""GET /api/v1/conversations/{id} (docs/decisions.md#visibility) and GET /api/v1/search
+(docs/decisions.md#search)."""
 
 from __future__ import annotations
 
@@ -48,12 +49,12 @@ async def test_get_returns_the_conversation_with_its_labels(client: httpx.AsyncC
     assert str(data.id) == conv(2)
     assert data.state == "QUEUED"
     assert data.customer_phone_number == "+14155551002"
-    # The live value (decisions.md), not the seed's stored 0.85: 5 messages, waiting 15 min,
-    # Acme's weights 0.6 / 0.4.
+    # The live value (docs/decisions.md#live-priority), not the seed's stored 0.85: 5 messages,
+    # waiting 15 min, Acme's weights 0.6 / 0.4.
     live = priority(message_count=5, last_message_at=data.last_message_at,
                     at=datetime.now(UTC), alpha=0.6, beta=0.4)  # fmt: skip
     assert data.priority_score == pytest.approx(live, abs=1e-5)
-    assert [x.name for x in data.labels] == ["Enterprise", "Hot Lead"]  # D-31
+    assert [x.name for x in data.labels] == ["Enterprise", "Hot Lead"]
 
 
 async def test_get_without_labels_has_an_empty_array(client: httpx.AsyncClient) -> None:
@@ -122,7 +123,7 @@ async def search(client: httpx.AsyncClient, url: str, operator: str = ACME_MANAG
     "query",
     [
         "phone=%2B14155551001",  # encoded plus
-        "phone=+14155551001",  # unencoded plus: arrives as a space (D-35)
+        "phone=+14155551001",  # unencoded plus: arrives as a space (docs/decisions.md#search)
         "phone=14155551001",
         "phone=1415-555-1001",
         "phone=%2B1%20(415)%20555.1001",

@@ -1,4 +1,5 @@
-"""GET /api/v1/conversations: visibility, filters, sorts and keyset pagination (§3.19)."""
+"""GET /api/v1/conversations: visibility, filters, sorts and keyset pagination
+(docs/decisions.md#visibility)."""
 
 from __future__ import annotations
 
@@ -238,7 +239,7 @@ async def test_operator_filter_is_the_assignee(client: httpx.AsyncClient) -> Non
     assert {str(c.assigned_operator_id) for c in page.conversations} == {ACME_OPERATOR_INBOX_1}
 
 
-async def test_label_filter_works(client: httpx.AsyncClient) -> None:  # D-32
+async def test_label_filter_works(client: httpx.AsyncClient) -> None:
     page = await list_page(client, label_id=label(1))
     assert {str(c.id) for c in page.conversations} == {conv(1), conv(2)}
 
@@ -278,7 +279,7 @@ async def test_empty_filter_values_mean_no_filter(client: httpx.AsyncClient) -> 
 )
 async def test_invalid_filters_are_validation_errors(
     client: httpx.AsyncClient, params: dict[str, str]
-) -> None:  # D-43
+) -> None:
     status, body = await list_error(client, **params)
     assert status == 400
     assert body.error.code == "VALIDATION_ERROR"
@@ -317,7 +318,7 @@ async def test_per_page_is_clamped(
 )
 async def test_first_page_follows_the_sort(
     client: httpx.AsyncClient, db: asyncpg.Pool, pinned_clock: datetime, sort: str | None
-) -> None:  # D-33: the sort is applied case-insensitively
+) -> None:  # the sort is applied case-insensitively
     await make_ties(db)
     params = {"sort": sort} if sort else {}
     page = await list_page(client, per_page=100, **params)
@@ -329,7 +330,7 @@ async def test_first_page_follows_the_sort(
 @pytest.mark.parametrize("per_page", [1, 4, 7, 19, 38])
 async def test_paging_to_the_end_gives_every_row_once_in_order(
     client: httpx.AsyncClient, db: asyncpg.Pool, pinned_clock: datetime, sort: str, per_page: int
-) -> None:  # D-33 / D-34
+) -> None:
     await make_ties(db)
     ids = await all_pages(client, sort=sort, per_page=per_page)
     assert ids == expected_order(await acme_rows(db), sort, pinned_clock)

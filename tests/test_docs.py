@@ -1,6 +1,7 @@
 """GET /docs (Swagger UI with its assets from our own server) and GET /api/openapi.yaml.
 
-The browser-level check (headless Chromium renders the operations) is `tests/docs_check.py`.
+The browser-level check (headless Chromium renders the operations) is `make docs-check`
+(tools/docs_check.py).
 """
 
 from __future__ import annotations

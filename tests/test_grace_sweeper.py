@@ -46,7 +46,8 @@ async def test_releases_conversations_of_operators_still_offline(
     result = await sweeper(app).sweep()
     assert await state_of(db, 5) == ("QUEUED", None)
     assert await state_of(db, 7) == ("QUEUED", None)
-    # The other seed rows belong to AVAILABLE operators: removed, nothing released (D-48).
+    # The other seed rows belong to AVAILABLE operators: removed, nothing released
+    # (docs/decisions.md#grace-period).
     assert await state_of(db, 23) == ("ALLOCATED", "30000000-0000-0000-0000-000000000007")
     assert (result.processed, result.released) == (6, 2)
     assert await db.fetchval("SELECT count(*) FROM grace_period_assignments") == 0

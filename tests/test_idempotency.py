@@ -1,4 +1,4 @@
-"""Idempotency-Key on every POST/PUT/DELETE under /api/v1 (decisions.md)."""
+"""Idempotency-Key on every POST/PUT/DELETE under /api/v1 (docs/decisions.md#idempotency)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Inboxes: /api/v1/inboxes and /api/v1/inboxes/{id} (contract §3.3–3.7, D-07, D-34, D-41)."""
+"""Inboxes: /api/v1/inboxes and /api/v1/inboxes/{id} ."""
 
 from __future__ import annotations
 

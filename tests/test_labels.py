@@ -1,4 +1,4 @@
-"""Labels: create/list/update/delete and attach/detach (contract §3.28–3.33, §6.10)."""
+"""Labels: create/list/update/delete and attach/detach."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ async def test_validation_comes_before_the_role_check(client: httpx.AsyncClient)
 @pytest.mark.parametrize("inbox", [MISSING, INBOX_4])
 async def test_create_in_unknown_or_foreign_inbox(client: httpx.AsyncClient, inbox: str) -> None:
     response = await create(client, {"inbox_id": inbox, "name": "X"})
-    assert error_code(response) == (404, "INBOX_NOT_FOUND")  # D-26
+    assert error_code(response) == (404, "INBOX_NOT_FOUND")
 
 
 @pytest.mark.parametrize("name", ["Hot Lead", "  Hot Lead ", "Hot Lead\t"])
@@ -126,7 +126,7 @@ async def test_concurrent_creates_of_one_name(client: httpx.AsyncClient, db: asy
     body = {"inbox_id": INBOX_3, "name": "Race", "color": "#123456"}
     responses = await asyncio.gather(*(create(client, body) for _ in range(10)))
     statuses = sorted(r.status_code for r in responses)
-    assert statuses == [201] + [409] * 9  # D-07: never a 500
+    assert statuses == [201] + [409] * 9  # never a 500
     assert {error_code(r)[1] for r in responses if r.status_code == 409} == {"LABEL_NAME_CONFLICT"}
     rows = await db.fetchval(
         "SELECT count(*) FROM labels WHERE inbox_id = $1 AND name = 'Race'",
@@ -140,7 +140,7 @@ async def test_concurrent_creates_of_one_name(client: httpx.AsyncClient, db: asy
     [
         {"inbox_id": INBOX_1, "name": "X", "color": "red"},
         {"inbox_id": INBOX_1, "name": "X", "color": "#FF573"},
-        {"inbox_id": INBOX_1, "name": "X", "color": "#FF5733AA"},  # D-40: was a 500
+        {"inbox_id": INBOX_1, "name": "X", "color": "#FF5733AA"},  # the Go service: a 500
         {"inbox_id": INBOX_1, "name": "X", "color": "FF5733"},
         {"inbox_id": INBOX_1, "name": "X", "color": "#GG5733"},
         {"inbox_id": INBOX_1, "name": "X", "color": ""},
@@ -412,7 +412,7 @@ async def test_attach_already_attached(client: httpx.AsyncClient) -> None:
 async def test_concurrent_attaches(client: httpx.AsyncClient, db: asyncpg.Pool) -> None:
     body = {"conversation_id": conv(4), "label_id": FOLLOW_UP}
     responses = await asyncio.gather(*(link(client, "attach", body) for _ in range(10)))
-    assert {r.status_code for r in responses} == {204}  # D-07
+    assert {r.status_code for r in responses} == {204}
     assert await attachments(db, conv(4), FOLLOW_UP) == 1
 
 

@@ -78,7 +78,8 @@ async def test_resolve_rules(client: httpx.AsyncClient) -> None:
         409, "CONVERSATION_NOT_ALLOCATED")  # fmt: skip
     assert code(await post(client, "resolve", ACME_OP4, conversation_id=conversation(39))) == (
         404, "CONVERSATION_NOT_FOUND")  # fmt: skip
-    # Already resolved: same permission checks (D-25), then 200 unchanged.
+    # Already resolved: same permission checks (docs/decisions.md#lifecycle-transitions), then 200
+    # unchanged.
     assert code(await post(client, "resolve", ACME_OP5, conversation_id=conversation(8))) == (
         403, "INSUFFICIENT_PERMISSIONS")  # fmt: skip
     owner = await post(client, "resolve", ACME_OP4, conversation_id=conversation(8))
@@ -106,7 +107,7 @@ async def test_manager_deallocates(client: httpx.AsyncClient, db: asyncpg.Pool) 
     assert response.status_code == 200
     assert response.json()["data"]["state"] == "QUEUED"
     assert response.json()["data"]["assigned_operator_id"] is None
-    assert await grace_rows(db, 7) == 0  # fixes D-49
+    assert await grace_rows(db, 7) == 0
     unchanged = await post(client, "deallocate", ACME_MANAGER, conversation_id=conversation(7))
     assert unchanged.status_code == 200
 
@@ -197,7 +198,7 @@ async def test_move_deallocates_when_assignee_not_subscribed(
         "SELECT count(*) FROM conversation_labels WHERE conversation_id = $1",
         uuid.UUID(conversation(5)),
     )
-    assert labels == 0  # the inbox-1 label 6…02 is detached (D-38)
+    assert labels == 0  # the inbox-1 label 6…02 is detached: labels belong to one inbox
 
 
 async def test_move_keeps_assignee_subscribed_to_target(
@@ -221,7 +222,7 @@ async def test_move_keeps_assignee_subscribed_to_target(
         (ACME_OP4, 5, INBOX_SUPPORT, 403, "INSUFFICIENT_PERMISSIONS"),
         (ACME_MANAGER, 8, INBOX_SUPPORT, 409, "CONVERSATION_ALREADY_RESOLVED"),
         (ACME_MANAGER, 5, "20000000-0000-0000-0000-000000000099", 404, "INBOX_NOT_FOUND"),
-        (ACME_MANAGER, 5, INBOX_TECH_GENERAL, 404, "INBOX_NOT_FOUND"),  # never reveal (D-14)
+        (ACME_MANAGER, 5, INBOX_TECH_GENERAL, 404, "INBOX_NOT_FOUND"),  # never reveal it exists
         (ACME_MANAGER, 41, INBOX_SUPPORT, 404, "CONVERSATION_NOT_FOUND"),
     ],
 )

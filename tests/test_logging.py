@@ -61,3 +61,42 @@ async def test_access_line_carries_request_tenant_and_operator(
     assert line["path"] == "/api/v1/operator/status"
     assert isinstance(line["duration_ms"], float)
     assert line["trace_id"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.no_db
+@pytest.mark.parametrize(("stream", "is_json"), [(io.StringIO(), True), (_Terminal(), False)])
+def test_auto_format_is_console_on_a_terminal_and_json_otherwise(
+    stream: io.StringIO, is_json: bool
+) -> None:
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        configure_logging("info", "auto", stream=stream, cache=False)
+        get_logger("ours").info("hello", answer=42)
+    finally:
+        root.handlers[:], root.level = saved_handlers, saved_level
+        structlog.reset_defaults()
+    line = stream.getvalue().strip()
+    assert line.startswith("{") is is_json, line
+    assert "hello" in line
+
+
+@pytest.mark.no_db
+def test_alembic_dialect_chatter_is_dropped_but_upgrades_are_kept(
+    json_logs: io.StringIO,
+) -> None:
+    alembic = logging.getLogger("alembic.runtime.migration")
+    saved = alembic.level
+    alembic.setLevel(logging.INFO)
+    try:
+        alembic.info("Context impl PostgresqlImpl.")
+        alembic.info("Will assume transactional DDL.")
+        alembic.info("Running upgrade 0004 -> 0005, Aged flag")
+    finally:
+        alembic.setLevel(saved)
+    assert [e["event"] for e in lines(json_logs)] == ["Running upgrade 0004 -> 0005, Aged flag"]

@@ -1,4 +1,4 @@
-"""Migrations: every table, enum and index of contract §10; down and up again cleanly; the
+"""Migrations: every table, enum and index of the schema; down and up again cleanly; the
 tenant-keyed schema of 0006, reached from a database full of rows and left again."""
 
 from __future__ import annotations

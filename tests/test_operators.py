@@ -1,5 +1,6 @@
-"""Operators: /api/v1/operators and /operators/{operator_id}/inboxes (contract §3.11–3.16,
-decisions.md: no self-delete/demote, the last ADMIN stays, deletion re-queues (D-36)).
+"""Operators: /api/v1/operators and /operators/{operator_id}/inboxes (rules in
+docs/decisions.md#last-admin: no self-delete/demote, the last ADMIN stays, deletion re-queues
+(docs/decisions.md#operator-deletion)).
 """
 
 from __future__ import annotations
@@ -354,7 +355,7 @@ async def test_delete_requeues_the_operators_conversations(
     assert response.status_code == 204
     assert response.content == b""
     assert await role_of(db, OPERATOR) is None
-    # D-36: its ALLOCATED conversations are back in the queue, not orphaned.
+    # Its ALLOCATED conversations are back in the queue, not orphaned.
     assert await conversation(db, 5) == ("QUEUED", None)
     assert await conversation(db, 7) == ("QUEUED", None)
     # Resolved ones keep their state (the assignee column is cleared by the schema).

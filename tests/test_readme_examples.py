@@ -1,8 +1,9 @@
 """The README's curl examples, run in order against the app with the seed data: all 2xx.
 
 They are what a newcomer copies first; this keeps them true. The block between the
-`api-examples` markers is parsed (curl's -s, -X, -H, -d and the URL) and sent through the
-real app.
+`api-examples` markers is parsed (curl's -s, -w, -X, -H, -d and the URL) and sent through the
+real app. Every example ends its output with a newline (`-w '\\n'`), so the shell prompt is not
+glued to the JSON.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Curl:
     url: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     data: str | None = None
+    write_out: str | None = None
 
 
 def curl_commands() -> list[Curl]:
@@ -34,6 +36,9 @@ def curl_commands() -> list[Curl]:
         while words:
             word = words.pop(0)
             if word == "-s":
+                continue
+            if word == "-w":
+                command.write_out = words.pop(0)
                 continue
             if word == "-X":
                 command.method = words.pop(0)
@@ -51,6 +56,10 @@ def curl_commands() -> list[Curl]:
 
 def test_the_readme_has_examples() -> None:
     assert len(curl_commands()) >= 10
+
+
+def test_every_example_ends_its_output_with_a_newline() -> None:
+    assert all(command.write_out == "\\n" for command in curl_commands())
 
 
 async def test_readme_examples_succeed_in_order(client: httpx.AsyncClient) -> None:

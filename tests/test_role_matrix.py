@@ -1,12 +1,12 @@
 """Who may call what: every /api/v1 route × the three Acme roles, and the identity headers.
 
-- Route guards (contract §2): Manager → OPERATOR gets 403 FORBIDDEN; Admin → OPERATOR and
-  MANAGER get 403 FORBIDDEN. Service-level rules: deallocate/reassign/move_inbox by OPERATOR
+- Route guards (docs/decisions.md#roles): Manager → OPERATOR gets 403 FORBIDDEN; Admin → OPERATOR
+and MANAGER get 403 FORBIDDEN. Service-level rules: deallocate/reassign/move_inbox by OPERATOR
   → 403 INSUFFICIENT_PERMISSIONS; label create/update/delete by OPERATOR → 403
   LABEL_PERMISSION_DENIED; subscription rules (claim → NOT_SUBSCRIBED_TO_INBOX, labels →
   LABEL_PERMISSION_DENIED). An allowed role gets the route's success status; a refused one
   changes nothing.
-- Identity headers (decisions.md; contract §1.1 order: malformed headers, then missing
+- Identity headers (docs/decisions.md#check-order: malformed headers, then missing
   tenant, then missing operator): missing X-Tenant-ID → 400 TENANT_REQUIRED, missing
   X-Operator-ID → 400 OPERATOR_REQUIRED, malformed either → 400 BAD_REQUEST, unknown
   operator or tenant → 401 UNAUTHORIZED, on every route, writing nothing.
@@ -124,7 +124,8 @@ SUBSCRIPTION_RULES = (
     Rule("OPERATOR resolves another operator's conversation", ACME_OP4,
          _c("POST", "/resolve", body={"conversation_id": conversation(6)}),
          403, "INSUFFICIENT_PERMISSIONS"),
-    # decisions.md: resolving a RESOLVED conversation runs the same permission checks.
+    # docs/decisions.md#lifecycle-transitions: resolving a RESOLVED conversation runs the same
+    # permission checks.
     Rule("OPERATOR resolves another operator's resolved conversation", ACME_OP5,
          _c("POST", "/resolve", body={"conversation_id": conversation(8)}),
          403, "INSUFFICIENT_PERMISSIONS"),
@@ -148,7 +149,7 @@ SUBSCRIPTION_RULES = (
     Rule("ADMIN detaches anywhere", ACME_ADMIN,
          _c("POST", "/labels/detach", body={
              "conversation_id": conversation(31), "label_id": label(8)}), 204),
-    # Contract §3.20: access denied to an OPERATOR is answered 404.
+    # Access denied to an OPERATOR is answered 404.
     Rule("OPERATOR reads a conversation of an unsubscribed inbox", ACME_OP4,
          _c("GET", f"/conversations/{conversation(16)}"), 404, "NOT_FOUND"),
     Rule("MANAGER reads a conversation of an unsubscribed inbox", ACME_MANAGER,
@@ -170,8 +171,8 @@ async def test_subscription_rules(client: httpx.AsyncClient, db: asyncpg.Pool, r
 
 
 async def test_operator_visibility_in_lists(client: httpx.AsyncClient) -> None:
-    """Role OPERATOR sees only its subscribed inboxes in list and search (contract §3.19,
-    §3.21); MANAGER and ADMIN see the whole tenant."""
+    """Role OPERATOR sees only its subscribed inboxes in list and search;
+    MANAGER and ADMIN see the whole tenant."""
     listed = await send(
         client, _c("GET", "/conversations", {"inbox_id": INBOX_SUPPORT}), operator=ACME_OP4
     )
@@ -211,7 +212,8 @@ HEADER_CASES = (
     HeaderCase("malformed operator", ACME, "admin-1", 400, "BAD_REQUEST"),
     HeaderCase("both malformed", "acme", "admin-1", 400, "BAD_REQUEST"),
     HeaderCase("malformed tenant, no operator", "acme", None, 400, "BAD_REQUEST"),
-    # Malformed headers are checked (contract §1.1 step 5) before a missing tenant (step 7).
+    # Malformed headers are checked (docs/decisions.md#check-order) before a missing tenant (step
+    # 7).
     HeaderCase("malformed operator, no tenant", None, "admin-1", 400, "BAD_REQUEST"),
     HeaderCase("tenant with a bad last digit", ACME[:-1] + "x", ACME_ADMIN, 400, "BAD_REQUEST"),
     HeaderCase("unknown operator", ACME, UNKNOWN_OPERATOR, 401, "UNAUTHORIZED"),
@@ -247,8 +249,8 @@ BODY_ROUTES = [route for route in ROUTES if route.call.method in ("POST", "PUT")
 @pytest.mark.no_db  # refused before anything is read; the next test reseeds anyway
 @pytest.mark.parametrize("route", BODY_ROUTES, ids=[route.id for route in BODY_ROUTES])
 async def test_identity_is_checked_before_the_body(client: httpx.AsyncClient, route: Route) -> None:
-    """Contract §1.1: identity headers (steps 5–8) and route guards (step 9) are checked
-    before the handler parses the body, so they win over a body that is not JSON."""
+    """docs/decisions.md#check-order: identity headers (steps 5–8) and route guards (step 9) are
+    checked before the handler parses the body, so they win over a body that is not JSON."""
     cases: list[tuple[str | None, str | None, int, str]] = [
         (None, ACME_ADMIN, 400, "TENANT_REQUIRED"),
         (ACME, None, 400, "OPERATOR_REQUIRED"),

@@ -1,4 +1,4 @@
-"""Seed data (contract §11): exact ids and totals; seeding twice changes nothing."""
+"""Seed data (docs/decisions.md#demo-data): exact ids and totals; seeding twice changes nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Subscriptions: /api/v1/inboxes/{inbox_id}/operators (contract §3.8–3.10, D-07, D-09, D-37)."""
+"""Subscriptions: /api/v1/inboxes/{inbox_id}/operators ."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ async def test_list_of_an_inbox_without_subscriptions_is_empty(
     [
         ("nope", 400, "BAD_REQUEST"),
         (inbox(99), 404, "NOT_FOUND"),
-        (inbox(4), 404, "NOT_FOUND"),  # D-09: TechStart's inbox
+        (inbox(4), 404, "NOT_FOUND"),  # TechStart's inbox
     ],
 )
 async def test_list_errors(

@@ -1,5 +1,5 @@
-"""The tenant: GET /api/v1/tenant and PUT /api/v1/tenant/weights (contract §3.17–3.18, D-42,
-decisions.md aliases).
+"""The tenant: GET /api/v1/tenant and PUT /api/v1/tenant/weights (rules in
+docs/decisions.md#field-aliases).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ async def test_update_responds_with_the_stored_rounded_values(
     )
     assert response.status_code == 200
     data = Envelope[TenantOut].model_validate(response.json()).data
-    # numeric(5,4) rounds half away from zero (D-42: the response shows what is stored).
+    # numeric(5,4) rounds half away from zero (the response shows what is stored).
     assert (data.priority_weight_alpha, data.priority_weight_beta) == (0.1235, 0.8765)
     after = await stored(db)
     assert (after["alpha"], after["beta"]) == (0.1235, 0.8765)

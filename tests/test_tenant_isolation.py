@@ -1,4 +1,4 @@
-"""Tenant isolation on every /api/v1 route (decisions.md "Identity and tenant isolation").
+"""Tenant isolation on every /api/v1 route (docs/decisions.md#identity-and-tenants).
 
 (a) An operator of another tenant naming Acme in X-Tenant-ID is 401 UNAUTHORIZED on every
     route, and nothing in the database changes (idempotency keys included).
@@ -182,8 +182,8 @@ async def test_ids_of_another_tenant_look_missing(
 async def test_idempotency_key_never_replays_across_tenants(
     client: httpx.AsyncClient, db: asyncpg.Pool
 ) -> None:
-    """decisions.md: the key's scope is (tenant, operator, method, path, key). Another
-    tenant's operator reusing a key must neither get the stored Acme response replayed nor
+    """docs/decisions.md#idempotency: the key's scope is (tenant, operator, method, path, key).
+    Another tenant's operator reusing a key must neither get the stored Acme response replayed nor
     be refused as a reuse (422), which would reveal that Acme used the key."""
     key = f"shared-{uuid.uuid4()}"
     acme_call = Call("POST", "/api/v1/claim", body={"conversation_id": conversation(1)})

@@ -1,4 +1,4 @@
-"""Initial schema: the Go service's tables, enums, constraints and indexes (contract §10).
+"""Initial schema: the Go service's tables, enums, constraints and indexes.
 
 Names are kept so existing dashboards and scripts still find them. Additions, for integrity
 the original left to luck: composite foreign keys tie a conversation's and a label's inbox to

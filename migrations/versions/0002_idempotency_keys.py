@@ -1,9 +1,9 @@
-"""Idempotency keys, scoped per decisions.md: (tenant, operator, method, path, key).
+"""Idempotency keys, scoped per (tenant, operator, method, path, key).
 
-Differences from the Go table, each fixing a catalogued defect: the scope includes operator,
-method and path (D-17); a row is reserved *before* the request runs (response columns NULL
-while in progress) so a concurrent duplicate waits instead of running twice (D-16); the
-response body is stored as bytes so a replay is byte-identical (D-21).
+Differences from the Go table, each fixing one of its defects (docs/decisions.md#idempotency):
+the scope includes operator, method and path; a row is reserved *before* the request runs
+(response columns NULL while in progress) so a concurrent duplicate waits instead of running
+twice; the response body is stored as bytes so a replay is byte-identical.
 
 Revision ID: 0002
 Revises: 0001

@@ -1,6 +1,6 @@
 """Routing: live priority keys, operator capacity, BUSY status, list indexes.
 
-Live priority (contract §6.6, evaluated at request time):
+Live priority (docs/decisions.md#live-priority, evaluated at request time):
     P(t) = alpha * g(count) + beta * min((t - last_message_at) / 24h, 1)
     g(count) = min(log10(count + 1) / 3, 1)
 For a conversation waiting less than 24 h, P(t) = young_key + beta * t / 24h with the

@@ -1,6 +1,6 @@
 """The FastAPI application: `create_app()` wires settings, middleware, routers and lifespan.
 
-Lifespan (contract §8): database pool with retries → background workers → serve. On
+Lifespan: database pool with retries → background workers → serve. On
 shutdown uvicorn first stops accepting and drains in-flight requests, then this lifespan stops
 the workers and closes the pool; the CLI stops the embedded database last.
 

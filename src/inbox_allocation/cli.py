@@ -28,7 +28,12 @@ import asyncpg
 from inbox_allocation.api.responses import dumps
 from inbox_allocation.config import ConfigError, Settings, load_settings
 from inbox_allocation.db import migrations
-from inbox_allocation.db.embedded import database_dsn, launcher_config, supervisor_pid_file
+from inbox_allocation.db.embedded import (
+    database_dsn,
+    exclusive_serve,
+    launcher_config,
+    supervisor_pid_file,
+)
 from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherError
 from inbox_allocation.db.seed import seed_database
 from inbox_allocation.logging import configure_logging, get_logger
@@ -49,13 +54,16 @@ async def _database_is_empty(dsn: str) -> bool:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    with database_dsn(settings, stop_timeout=settings.shutdown_timeout.total_seconds()) as dsn:
-        embedded = settings.use_embedded_db
+    embedded = settings.use_embedded_db
+    with (
+        exclusive_serve(settings) if embedded else contextlib.nullcontext(),
+        database_dsn(settings, stop_timeout=settings.shutdown_timeout.total_seconds()) as dsn,
+    ):
         if embedded or args.migrate:
             migrations.upgrade(dsn)
         if args.seed or (embedded and asyncio.run(_database_is_empty(dsn))):
             asyncio.run(seed_database(dsn))
-            log.info("loaded the demo data (contract §11 seed ids)")
+            log.info("loaded the demo data (two tenants; identities below)")
         # Worker processes read their settings from the environment: point them at this DSN.
         os.environ["DATABASE_URL"] = dsn
         # Several workers: their metrics meet in PROMETHEUS_MULTIPROC_DIR, which must exist
@@ -64,9 +72,43 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         multiprocess = settings.metrics_enabled and (
             settings.server_workers > 1 or metrics.MULTIPROC_ENV in os.environ
         )
+        log.info(where_to_go(settings, demo=embedded or args.seed))
         with metrics.multiprocess_directory(multiprocess):
             serve_http(settings)
     return 0
+
+
+def where_to_go(settings: Settings, *, demo: bool) -> str:
+    """The first thing a newcomer needs from `make run`: where to point the browser."""
+    host = settings.server_host
+    if host in ("0.0.0.0", "::", ""):  # a wildcard bind: show a local address
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    base = f"http://{host}:{settings.server_port}"
+    lines = [
+        f"serving on {base}",
+        f"  interactive API documentation: {base}/docs",
+        f"  health and version:            {base}/health  {base}/version",
+    ]
+    if demo:
+        lines += [
+            "  demo identities (send them as X-Tenant-ID and X-Operator-ID):",
+            f"    Acme Corp     {SEED_ACME}  ADMIN {SEED_ACME_ADMIN}",
+            f"                  MANAGER {SEED_ACME_MANAGER}  OPERATOR {SEED_ACME_OPERATOR}",
+            f"    TechStart Inc {SEED_TECHSTART}  ADMIN {SEED_TECHSTART_ADMIN}",
+            "  README.md, 'Using the API', has curl examples for these.",
+        ]
+    return "\n".join(lines)
+
+
+# Demo identities of sql/seed.sql, shown by `serve` (where_to_go).
+SEED_ACME = "10000000-0000-0000-0000-000000000001"
+SEED_ACME_ADMIN = "30000000-0000-0000-0000-000000000001"
+SEED_ACME_MANAGER = "30000000-0000-0000-0000-000000000002"
+SEED_ACME_OPERATOR = "30000000-0000-0000-0000-000000000004"
+SEED_TECHSTART = "10000000-0000-0000-0000-000000000002"
+SEED_TECHSTART_ADMIN = "30000000-0000-0000-0000-000000000011"
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

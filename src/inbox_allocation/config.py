@@ -1,7 +1,7 @@
 """Settings from the environment (and an optional `.env` that never overrides it).
 
-Names and defaults follow the Go service (contract §9); the README's prefixed names
-(`SERVER_READ_TIMEOUT`, `WORKER_GRACE_PERIOD_INTERVAL`, …) are accepted as aliases. Unlike the
+Names and defaults follow the Go service (docs/decisions.md#configuration); the README's prefixed
+names (`SERVER_READ_TIMEOUT`, `WORKER_GRACE_PERIOD_INTERVAL`, …) are accepted as aliases. Unlike the
 original, an invalid value stops start-up with a message naming the variable: a silent
 fallback to a default hides typos in production.
 """
@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
-        env_ignore_empty=True,  # empty value = unset (contract §9)
+        env_ignore_empty=True,  # empty value = unset (docs/decisions.md#configuration)
         extra="ignore",
         frozen=True,
         populate_by_name=True,  # lets tests pass field names; the environment uses the aliases
@@ -108,7 +108,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warn", "warning", "error"] = Field(
         "info", validation_alias="LOG_LEVEL"
     )
-    log_format: Literal["json", "console"] = Field("json", validation_alias="LOG_FORMAT")
+    # auto: console lines on a terminal, JSON otherwise (logging.py).
+    log_format: Literal["auto", "json", "console"] = Field("auto", validation_alias="LOG_FORMAT")
 
     # Grace period
     grace_period_interval: Duration = Field(

@@ -1,5 +1,8 @@
 """structlog set-up: JSON (production) or console (humans), one pipeline for every logger.
 
+LOG_FORMAT=auto (the default) picks console lines when the log goes to a terminal (a developer
+running `make run`) and JSON otherwise (a container or a log collector reading a pipe).
+
 Request id, tenant and operator are bound as context variables by the request middleware and
 the identity dependency, so every line logged while serving a request carries them. Records
 of stdlib loggers (uvicorn, asyncpg, alembic, our launcher) go through the same renderer.
@@ -22,11 +25,20 @@ def _orjson_dumps(value: Any, **_: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+class _AlembicChatter(logging.Filter):
+    """Alembic announces its dialect on every run, migrations or not; keep what it applies."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("Context impl ", "Will assume "))
+
+
 def configure_logging(
     level: str = "info", fmt: str = "json", stream: TextIO | None = None, *, cache: bool = True
 ) -> None:
     """`cache`: bind each logger once (fast; tests that reconfigure logging turn it off)."""
     stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if stream.isatty() else "json"
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -63,6 +75,8 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS[level])
+    alembic = logging.getLogger("alembic.runtime.migration")
+    alembic.filters[:] = [_AlembicChatter()]
     # Our access log replaces uvicorn's; its error log keeps flowing through our handler.
     logging.getLogger("uvicorn.access").disabled = True
     for name in ("uvicorn", "uvicorn.error"):

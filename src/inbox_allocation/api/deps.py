@@ -1,10 +1,11 @@
 """Request dependencies: the database, the settings and the caller's identity.
 
-Every `/api/v1` route needs both identity headers (decisions.md). The caller is resolved
+Every `/api/v1` route needs both identity headers (docs/decisions.md#identity-headers). The caller
+is resolved
 once per request: an operator id that does not belong to the X-Tenant-ID tenant is refused
 with 401 before any data of the tenant is read or written.
 
-Check order (contract §1.1): malformed X-Tenant-ID, then malformed X-Operator-ID
+Check order (docs/decisions.md#check-order): malformed X-Tenant-ID, then malformed X-Operator-ID
 (400 BAD_REQUEST); missing tenant (400 TENANT_REQUIRED); missing operator
 (400 OPERATOR_REQUIRED); unknown operator in this tenant (401 UNAUTHORIZED); role guard
 (403 FORBIDDEN).

@@ -2,9 +2,10 @@
 
 - `ApiError` (the one hierarchy in `domain.errors`) → its status and code.
 - Routing 404/405 and oversized bodies → `NOT_FOUND` / `METHOD_NOT_ALLOWED` /
-  `PAYLOAD_TOO_LARGE` (the original answered plain text, D-27).
+  `PAYLOAD_TOO_LARGE` (the Go service answered plain text).
 - Request validation → 400 `BAD_REQUEST` (unparseable JSON, wrong JSON type, no body) or
-  400 `VALIDATION_ERROR` with one `details` entry per failed rule (decisions.md).
+  400 `VALIDATION_ERROR` with one `details` entry per failed rule
+  (docs/decisions.md#validation-errors).
 - A lost or unreachable database → 503 `DB_UNAVAILABLE`, never a 500 or a hang.
 """
 
@@ -95,7 +96,8 @@ async def identity_error(request: Request) -> ApiError | None:
 
     FastAPI decodes a JSON body before it runs the route's dependencies, so a malformed body
     would otherwise be reported before a missing or foreign identity. The contract checks
-    identity and role guards first (§1.1): this re-runs them for a request whose body failed.
+    identity and role guards first (docs/decisions.md#check-order): this re-runs them for a request
+    whose body failed.
     """
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not request.url.path.startswith("/api/v1/"):

@@ -1,4 +1,4 @@
-"""Idempotency for every POST, PUT and DELETE under /api/v1 (decisions.md).
+"""Idempotency for every POST, PUT and DELETE under /api/v1 (docs/decisions.md#idempotency).
 
 A pure ASGI middleware: it needs the raw request body (for the fingerprint) and the raw
 response (to store it byte for byte), which FastAPI dependencies cannot see. The rules and

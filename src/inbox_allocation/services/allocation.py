@@ -50,7 +50,7 @@ class AllocationService:
         assert blocker is not None  # the query always returns one row
         if not blocker["operator_exists"]:
             raise Unauthorized()
-        # No status row counts as OFFLINE (the original answered 500 here, D-24); BUSY
+        # No status row counts as OFFLINE (the Go service answered 500 here); BUSY
         # operators keep their conversations but receive none.
         if blocker["status"] != OperatorStatus.AVAILABLE:
             raise OperatorNotAvailable()
@@ -79,7 +79,7 @@ class AllocationService:
     async def claim(
         self, *, tenant_id: UUID, operator_id: UUID, conversation_id: UUID
     ) -> asyncpg.Record:
-        """Take one particular QUEUED conversation (decisions.md semantics, fixing D-02/D-23).
+        """Take one particular QUEUED conversation (docs/decisions.md#claim).
 
         - QUEUED, caller subscribed to its inbox, under capacity → allocated to the caller;
         - already allocated to the caller → returned as is;

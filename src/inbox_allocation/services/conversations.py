@@ -1,8 +1,8 @@
 """Reading conversations: the keyset-paginated list, one conversation, search by phone.
 
-Visibility (contract §3.19–3.21): role OPERATOR sees only the inboxes it is subscribed to;
-MANAGER and ADMIN see the whole tenant. Every conversation carries its labels (D-31), loaded
-by the same statement (one round trip per page).
+Visibility (docs/decisions.md#visibility): role OPERATOR sees only the inboxes it is subscribed to;
+MANAGER and ADMIN see the whole tenant. Every conversation carries its labels
+(docs/decisions.md#labels-in-responses), loaded by the same statement (one round trip per page).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from inbox_allocation.domain.ids import parse_uuid
 from inbox_allocation.sql import conversations as sql
 
 MAX_CURSOR_CHARS = 512
-SEARCH_LIMIT = 100  # contract §3.21: at most 100 rows, no pagination
+SEARCH_LIMIT = 100  # at most 100 rows, no pagination (docs/decisions.md#search)
 
 
 class ListSort(StrEnum):
@@ -138,7 +138,7 @@ class PhoneQuery:
 
 
 def normalise_phone(text: str) -> PhoneQuery | None:
-    """Trim and drop spaces, dashes, dots and parentheses (D-35 port).
+    """Trim and drop spaces, dashes, dots and parentheses (docs/decisions.md#search).
 
     A `+` sent unencoded in a query string arrives as a space, so the number matches both
     `+digits` (E.164, how numbers are stored) and `digits`; it is reported as `+digits` when

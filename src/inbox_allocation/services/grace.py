@@ -1,8 +1,8 @@
 """Expired grace periods: release conversations of operators who stayed OFFLINE.
 
 A conversation is released (back to QUEUED) only if, at release time, it is still ALLOCATED
-to the grace row's operator and that operator is still OFFLINE (decisions.md; the original
-released it regardless, D-04/D-48). Every expired row is removed either way. Each run drains
+to the grace row's operator and that operator is still OFFLINE (docs/decisions.md#grace-period;
+the original released it regardless). Every expired row is removed either way. Each run drains
 all expired rows, tenant by tenant and batch by batch (so every statement concerns one
 tenant: one node of a distributed database); several service processes may sweep at once.
 """

@@ -1,4 +1,5 @@
-"""Idempotency-Key semantics (decisions.md), on PostgreSQL so they hold across replicas.
+"""Idempotency-Key semantics (docs/decisions.md#idempotency), on PostgreSQL so they hold across
+replicas.
 
 - The first request with a key reserves it (insert-first) and runs; its result — 2xx or 4xx —
   is stored and replayed byte for byte to every retry until the TTL expires.

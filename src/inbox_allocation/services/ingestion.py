@@ -1,4 +1,4 @@
-"""Receiving customer messages from the messaging gateway (decisions.md, fixing D-29)."""
+"""Receiving customer messages from the messaging gateway (docs/decisions.md#ingestion)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""Labels: per-inbox tags managed by managers and attached to conversations (contract §6.10).
+"""Labels: per-inbox tags managed by managers and attached to conversations
+(docs/decisions.md#labels).
 
 Create, update and delete need a manager-level caller; listing, attaching and detaching are
 open to managers and to an OPERATOR subscribed to the inbox. A duplicate name is always a 409
-(also when two requests race: the unique index decides, D-07), never a 500.
+(also when two requests race: the unique index decides), never a 500.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class LabelService:
         _require_manager(role)
         async with self.db.transaction() as conn:
             if await conn.fetchval(sql.LOCK_INBOX, tenant_id, inbox_id) is None:
-                raise InboxNotFound()  # D-26: the original said CONVERSATION_NOT_FOUND
+                raise InboxNotFound()  # the Go service said CONVERSATION_NOT_FOUND
             row: asyncpg.Record | None = await conn.fetchrow(
                 sql.INSERT_LABEL, tenant_id, inbox_id, name, color, operator_id
             )
@@ -122,7 +123,7 @@ class LabelService:
         conversation_id: UUID,
         label_id: UUID,
     ) -> None:
-        """Idempotent: no attachment is success. No inbox-match check (contract §3.33)."""
+        """Idempotent: no attachment is success. No inbox-match check (docs/decisions.md#labels)."""
         async with self.db.transaction() as conn:
             await self._authorise(
                 conn,

@@ -3,7 +3,7 @@
 Every method locks the conversation first and then decides from the locked, current row;
 the loser of a race therefore gets the answer its late check produces (e.g. a second
 concurrent resolve sees RESOLVED and returns it unchanged; a deallocate racing a resolve
-gets 409). Check order follows contract §3.24–3.27 with decisions.md's fixes.
+gets 409). Check order: docs/decisions.md#lifecycle-transitions.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class LifecycleService:
             if not manager and row["assigned_operator_id"] != operator_id:
                 raise InsufficientPermissions("only the assignee or a manager can resolve")
             if row["state"] == ConversationState.RESOLVED:
-                return row  # already resolved: unchanged (after the permission check, D-25)
+                return row  # already resolved: unchanged (after the permission check)
             resolved = await conn.fetchrow(sql.RESOLVE, tenant_id, conversation_id)
             await conn.execute(sql.DELETE_GRACE_ROW, tenant_id, conversation_id)
             assert resolved is not None
@@ -96,7 +96,7 @@ class LifecycleService:
             if not target["subscribed"]:
                 raise OperatorNotSubscribed()
             if target["status"] != OperatorStatus.AVAILABLE:
-                raise OperatorNotAvailableForReassign()  # fixes D-37 (OFFLINE targets)
+                raise OperatorNotAvailableForReassign()  # also OFFLINE and BUSY targets
             reassigned = await conn.fetchrow(
                 sql.REASSIGN, tenant_id, conversation_id, target_operator_id
             )
@@ -120,8 +120,9 @@ class LifecycleService:
                 raise ConversationAlreadyResolved("a resolved conversation cannot be moved")
             if row["inbox_id"] == target_inbox_id:
                 return row
-            # Another tenant's inbox is answered as a missing one (decisions.md; the
-            # original's 400 INBOX_DIFFERENT_TENANT revealed it exists, D-14).
+            # Another tenant's inbox is answered as a missing one
+            # (docs/decisions.md#foreign-ids-are-missing-ids; the
+            # original's 400 INBOX_DIFFERENT_TENANT revealed it exists).
             target = await conn.fetchrow(
                 sql.TARGET_INBOX, tenant_id, target_inbox_id, row["assigned_operator_id"]
             )

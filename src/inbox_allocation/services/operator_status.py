@@ -27,10 +27,11 @@ class OperatorStatusService:
     async def change(
         self, *, tenant_id: UUID, operator_id: UUID, status: OperatorStatus
     ) -> asyncpg.Record:
-        """Set the status; the grace rows change in the same transaction (fixes D-05).
+        """Set the status; the grace rows change in the same transaction
+        (docs/decisions.md#grace-period).
 
         Same status as now → nothing changes (timestamp kept). No status row yet → one is
-        created with the requested status, without grace logic (contract §6.3).
+        created with the requested status, without grace logic (docs/decisions.md#operator-status).
         """
         async with self.db.transaction() as conn:
             current = await conn.fetchrow(sql.LOCK_STATUS, tenant_id, operator_id)

@@ -1,7 +1,7 @@
 """Operators of a tenant: list, create (with an OFFLINE status), read, change role, delete.
 
 Role changes and deletions run under a lock on the tenant row, so the rule "the tenant
-keeps at least one ADMIN" holds under concurrency (decisions.md; D-44 fixed).
+keeps at least one ADMIN" holds under concurrency (docs/decisions.md#last-admin).
 """
 
 from __future__ import annotations
@@ -98,8 +98,9 @@ class OperatorService:
 
     async def delete(self, *, tenant_id: UUID, caller_id: UUID, operator_id: UUID) -> None:
         """Order: 404 → deleting oneself (409 CANNOT_MODIFY_SELF) → deleting the last ADMIN
-        (409 LAST_ADMIN) → re-queue its ALLOCATED conversations (D-36) → clear it from the
-        conversations it resolved and the labels it created → delete.
+        (409 LAST_ADMIN) → re-queue its ALLOCATED conversations → clear it from the
+        conversations it resolved and the labels it created → delete
+        (docs/decisions.md#operator-deletion).
         """
         async with self.db.transaction() as conn:
             census = await self._lock_tenant(conn, tenant_id=tenant_id, caller_id=caller_id)

@@ -18,7 +18,8 @@ async def fetch_page(
     page: int,
     per_page: int,
 ) -> tuple[list[dict[str, Any]], int]:
-    """One page of rows and the number of all matching rows (D-34: really sliced).
+    """One page of rows and the number of all matching rows (really sliced:
+    docs/decisions.md#pagination).
 
     `list_sql` takes `args` then LIMIT and OFFSET and returns a `total` column (count over
     all matching rows); `count_sql` takes `args` and is only run for a page past the end,

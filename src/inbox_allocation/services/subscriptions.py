@@ -24,7 +24,7 @@ class SubscriptionService:
     async def list_for_inbox(
         self, *, tenant_id: UUID, inbox_id: UUID, page: int, per_page: int
     ) -> tuple[list[dict[str, Any]], int]:
-        """404 unless the inbox is the tenant's (D-09)."""
+        """404 unless the inbox is the tenant's (docs/decisions.md#foreign-ids-are-missing-ids)."""
         async with self.db.connection() as conn:
             if not await conn.fetchval(sql.INBOX_EXISTS, tenant_id, inbox_id):
                 raise NotFound("inbox not found")
@@ -41,7 +41,8 @@ class SubscriptionService:
     async def list_for_operator(
         self, *, tenant_id: UUID, operator_id: UUID, page: int, per_page: int
     ) -> tuple[list[dict[str, Any]], int]:
-        """404 unless the operator is the tenant's (D-09)."""
+        """404 unless the operator is the tenant's
+        (docs/decisions.md#foreign-ids-are-missing-ids)."""
         async with self.db.connection() as conn:
             if not await conn.fetchval(sql.OPERATOR_EXISTS, tenant_id, operator_id):
                 raise NotFound("operator not found")
@@ -83,7 +84,8 @@ class SubscriptionService:
 
     async def unsubscribe(self, *, tenant_id: UUID, inbox_id: UUID, operator_id: UUID) -> None:
         """Remove the pair (no-op when absent) and re-queue the operator's conversations in
-        that inbox, in one transaction (D-37). 404 unless the inbox is the tenant's.
+        that inbox, in one transaction (docs/decisions.md#subscriptions). 404 unless the inbox is
+        the tenant's.
         """
         async with self.db.transaction() as conn:
             if await conn.fetchval(sql.LOCK_INBOX, tenant_id, inbox_id) is None:

@@ -12,12 +12,12 @@ from inbox_allocation.db.pool import Database
 from inbox_allocation.domain.errors import NotFound, ValidationFailed
 from inbox_allocation.sql import tenants as sql
 
-# |alpha + beta − 1| may be at most this (contract §6.12).
+# |alpha + beta − 1| may be at most this (docs/decisions.md#tenant-weights).
 WEIGHT_SUM_TOLERANCE = Decimal("0.01")
 
 
 def weight_rule_failures(alpha: float, beta: float) -> list[str]:
-    """One entry per failed rule (contract §3.18).
+    """One entry per failed rule (docs/decisions.md#tenant-weights).
 
     The rules are evaluated on the decimals the client wrote (0.6 + 0.41 is exactly 1.01,
     within the tolerance), not on binary floats (where it is 1.0099999999999998…).
@@ -49,7 +49,8 @@ class TenantService:
         self, *, tenant_id: UUID, operator_id: UUID, alpha: float, beta: float
     ) -> asyncpg.Record:
         """Store the weights (rounded by the numeric(5,4) columns) and return the tenant as
-        stored (D-42). `operator_id` (the caller) is recorded as `updated_by`.
+        stored (docs/decisions.md#tenant-weights). `operator_id` (the caller) is recorded as
+        `updated_by`.
 
         The stored priority keys of the tenant's open conversations are recomputed in the
         same transaction, so the very next allocation follows the new weights.

@@ -1,7 +1,8 @@
 """Tenant provisioning (the CLI's `tenant create` and `tenant list`).
 
 Creating a tenant also creates its first ADMIN operator (status OFFLINE) in the same
-transaction (decisions.md): the customer's administrator can call the API with the two ids
+transaction (docs/decisions.md#tenant-provisioning): the customer's administrator can call the API
+with the two ids
 printed and set everything else up (inboxes, operators, subscriptions) from there. The
 weights follow the rules of PUT /tenant/weights.
 """

@@ -59,7 +59,8 @@ _AGED = _best_of_each_inbox(
 # - its subscribed inboxes;
 # - per subscribed inbox, the best QUEUED candidate of each priority class, each a short
 #   index scan with FOR NO KEY UPDATE SKIP LOCKED: rows another allocator holds are skipped,
-#   so two callers never receive the same conversation and none waits (fixes D-01);
+#   so two callers never receive the same conversation and none waits
+# (docs/decisions.md#allocation-order);
 #   young = waiting under 24 h at $3, ordered by priority_young_key, read from the rows not
 #   flagged `aged` (migration 0005; the scan starts at the highest key a young row can have)
 #   and, only when the caller's clock is over 5 minutes behind the database's, from the

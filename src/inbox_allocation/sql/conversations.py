@@ -12,7 +12,8 @@ NOW_EPOCH = "extract(epoch FROM now())::float8"
 def live_priority(at_epoch: str) -> str:
     """SQL for the priority of conversation `c` at `at_epoch` (seconds since the epoch).
 
-    Contract §6.6 with the tenant's current weights, from the two keys kept on every write
+    The live priority (docs/decisions.md#live-priority) with the tenant's current weights, from the
+    two keys kept on every write
     (migration 0003): LEAST(young_key + beta * t / 24h, aged_key + beta). The statement must
     join the conversation's tenant as `t`. Allocation compares candidates with this same
     expression, so listed, reported and allocated priorities always agree.
@@ -23,7 +24,7 @@ def live_priority(at_epoch: str) -> str:
 
 
 def conversation_columns(priority: str) -> str:
-    """The columns every conversation response carries (contract §4.1), from alias `c`."""
+    """The columns every conversation response carries, from alias `c`."""
     return f"""
     c.id, c.tenant_id, c.inbox_id, c.external_conversation_id, c.customer_phone_number,
     c.state::text AS state, c.assigned_operator_id, c.last_message_at, c.message_count,
@@ -37,7 +38,8 @@ def conversation_columns(priority: str) -> str:
 # CTE and selects these columns from it (see lifecycle.RESOLVE).
 CONVERSATION_COLUMNS = conversation_columns(live_priority(NOW_EPOCH))
 
-# The attached labels as a JSON array `[{id, name, color?}]` ordered by name (D-31), built by
+# The attached labels as a JSON array `[{id, name, color?}]` ordered by name
+# (docs/decisions.md#labels-in-responses), built by
 # PostgreSQL so a page of conversations costs one round trip, not one per row.
 LABELS_JSON = """
     COALESCE((
@@ -92,7 +94,7 @@ ORDER BY c.last_message_at ASC, c.id ASC
 LIMIT $2
 """
 
-# The allocation order (contract §6.7: priority DESC, longest waiting first, then id), so
+# The allocation order (priority DESC, longest waiting first, then id), so
 # `sort=priority` lists conversations in the order /allocate hands them out. The priority
 # is evaluated at one instant for all pages ($6, carried by the cursor), so a client paging
 # through a queue whose priorities keep moving sees neither gaps nor repeats.
@@ -127,7 +129,7 @@ LIST_WHERE_ASSIGNED_TO = """
 """
 
 # The conversation carries the label (a label of the tenant: another tenant's id matches
-# nothing). Fixes D-32, where this filter never returned a row.
+# nothing). (The Go service's filter never returned a row.)
 LIST_WHERE_HAS_LABEL = """
   AND EXISTS (
       SELECT 1

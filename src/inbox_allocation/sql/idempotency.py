@@ -1,7 +1,7 @@
 """Idempotency keys: reserve before running, store the result after, replay on retry.
 
-Scope (decisions.md): tenant, operator, method, path, key. The reservation is an INSERT of a
-row without a response; the unique scope constraint makes exactly one request the owner,
+Scope (docs/decisions.md#idempotency): tenant, operator, method, path, key. The reservation is an
+INSERT of a row without a response; the unique scope constraint makes exactly one request the owner,
 also across service processes.
 """
 

@@ -1,4 +1,5 @@
-"""Who is calling: the operator must exist in the X-Tenant-ID tenant (decisions.md)."""
+"""Who is calling: the operator must exist in the X-Tenant-ID tenant
+(docs/decisions.md#identity-headers)."""
 
 # $1 tenant_id, $2 operator_id
 OPERATOR_ROLE = """

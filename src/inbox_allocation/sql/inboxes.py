@@ -1,6 +1,6 @@
 """Inboxes of a tenant. Every statement filters on the tenant (`tenant_id = $1`)."""
 
-# The columns of an Inbox response (contract §4.6), from alias `i`.
+# The columns of an Inbox response, from alias `i`.
 INBOX_COLUMNS = """
     i.id, i.tenant_id, i.phone_number, i.display_name, i.created_at, i.updated_at
 """
@@ -34,7 +34,7 @@ WHERE i.tenant_id = $1 AND i.id = $2
 """
 
 # A phone number already used in the tenant inserts nothing (no row returned → 409); the
-# unique index decides, so concurrent duplicates cannot both succeed (D-07).
+# unique index decides, so concurrent duplicates cannot both succeed.
 # $1 tenant_id, $2 new inbox id, $3 phone_number, $4 display_name
 INSERT_INBOX = """
 INSERT INTO inboxes AS i (id, tenant_id, phone_number, display_name)

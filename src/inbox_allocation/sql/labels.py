@@ -1,10 +1,10 @@
-"""Labels of an inbox and their attachment to conversations (contract §3.28–3.33, §6.10).
+"""Labels of an inbox and their attachment to conversations.
 
 Every statement filters every table it reads on the tenant (`tenant_id = $1`), so that on a
 database distributed by tenant (Citus) it runs on the node holding the tenant's rows.
 """
 
-# The Label shape (contract §4.8), from alias `l`.
+# The Label shape, from alias `l`.
 LABEL_COLUMNS = """
     l.id, l.tenant_id, l.inbox_id, l.name, l.color, l.created_by, l.created_at
 """

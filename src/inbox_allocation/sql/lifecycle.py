@@ -2,7 +2,7 @@
 
 Each runs in a transaction that first locks the conversation row (LOCK_CONVERSATION), so two
 concurrent transitions of one conversation are serialised and the second sees the first's
-result (fixes D-03/D-06: no lost updates from stale snapshots). FOR NO KEY UPDATE: foreign-key
+result (no lost updates from stale snapshots). FOR NO KEY UPDATE: foreign-key
 checks (label attachments, grace rows) need not wait. Statements returning conversation
 columns join the tenant (`t`) for the live priority; the updates return the row from a CTE
 and compute those columns outside it (a distributed database refuses now() and enum casts
@@ -102,7 +102,7 @@ JOIN tenants t ON t.id = $1
 """
 
 # Labels belong to one inbox: a moved conversation keeps only labels of its new inbox
-# (decisions.md, fixing D-38).
+# (docs/decisions.md#lifecycle-transitions).
 # $1 tenant_id, $2 conversation_id, $3 new inbox_id
 DETACH_FOREIGN_INBOX_LABELS = """
 DELETE FROM conversation_labels cl

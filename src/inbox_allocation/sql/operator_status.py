@@ -4,7 +4,7 @@ Every statement filters every table it reads on the tenant ($1), so that on a da
 distributed by tenant (Citus) it runs on the node holding the tenant's rows.
 """
 
-# The status shape (contract §4.4 plus capacity), from `s` (status) and `o` (operator).
+# The status shape, from `s` (status) and `o` (operator).
 STATUS_COLUMNS = """
     s.operator_id, s.status::text AS status, s.last_status_change_at,
     o.max_concurrent_conversations,
@@ -61,7 +61,7 @@ WHERE o.tenant_id = $1
 """
 
 # Going OFFLINE: every conversation allocated to the operator gets a grace row; an existing
-# row for that conversation is replaced (decisions.md).
+# row for that conversation is replaced (docs/decisions.md#grace-period).
 # $1 tenant_id, $2 operator_id, $3 grace duration (interval)
 # created_at = EXCLUDED.created_at is now() (the column's default in the proposed row): a
 # distributed database refuses now() itself in ON CONFLICT DO UPDATE.

@@ -1,8 +1,8 @@
 """Operators of a tenant. Every statement filters on the tenant (`tenant_id = $1`)."""
 
-# The columns of an Operator response (contract §4.5), from alias `o`. The role comes as
-# the enum itself (asyncpg decodes it to its label): these columns are also RETURNed, where
-# a distributed database refuses the enum-to-text cast (not immutable).
+# The columns of an Operator response, from alias `o`. The role comes as the enum itself
+# (asyncpg decodes it to its label): these columns are also RETURNed, where a distributed
+# database refuses the enum-to-text cast (not immutable).
 OPERATOR_COLUMNS = """
     o.id, o.tenant_id, o.role, o.max_concurrent_conversations, o.created_at, o.updated_at
 """
@@ -37,7 +37,7 @@ VALUES ($2, $1, $3::operator_role, $4)
 RETURNING {OPERATOR_COLUMNS}
 """
 
-# Every new operator starts OFFLINE (contract §3.12).
+# Every new operator starts OFFLINE (docs/decisions.md#operator-status).
 # $1 tenant_id, $2 operator_id
 INSERT_OFFLINE_STATUS = """
 INSERT INTO operator_status (tenant_id, operator_id, status)
@@ -105,7 +105,8 @@ WHERE o.tenant_id = $1 AND o.id = $2
 RETURNING {OPERATOR_COLUMNS}
 """
 
-# Before an operator is deleted its ALLOCATED conversations go back to the queue (D-36: the
+# Before an operator is deleted its ALLOCATED conversations go back to the queue
+# (docs/decisions.md#operator-deletion: the
 # original left them ALLOCATED to nobody) and their grace rows are dropped.
 # $1 tenant_id, $2 operator_id
 REQUEUE_OPERATOR_CONVERSATIONS = """

@@ -1,4 +1,4 @@
--- Demo data (contract §11): two tenants, their inboxes, operators, labels, 50 conversations.
+-- Demo data (docs/decisions.md#demo-data): two tenants, their inboxes, operators, labels, 50 conversations.
 -- Ids follow P0000000-0000-0000-0000-0000000000NN, P = kind (1 tenant, 2 inbox, 3 operator,
 -- 4 subscription, 5 operator status, 6 label, 7 conversation, 8 conversation label, 9 grace).
 -- Times are relative to now(), i.e. to the moment of seeding (one transaction, one now()).

@@ -98,7 +98,8 @@ DELETE FROM operator_inbox_subscriptions s
 WHERE s.tenant_id = $1 AND s.inbox_id = $2 AND s.operator_id = $3
 """
 
-# Unsubscribing returns the operator's conversations in that inbox to the queue (D-37) and
+# Unsubscribing returns the operator's conversations in that inbox to the queue
+# (docs/decisions.md#subscriptions) and
 # drops their grace rows, which no longer have anything to expire.
 # $1 tenant_id, $2 inbox_id, $3 operator_id
 REQUEUE_OPERATOR_IN_INBOX = """

@@ -22,7 +22,7 @@ INSERT INTO operators (id, tenant_id, role)
 VALUES ($2, $1, 'ADMIN')
 """
 
-# Every new operator starts OFFLINE (contract §3.12).
+# Every new operator starts OFFLINE (docs/decisions.md#operator-status).
 # $1 tenant_id, $2 operator_id
 INSERT_ADMIN_STATUS = """
 INSERT INTO operator_status (tenant_id, operator_id, status)

@@ -12,7 +12,7 @@ WHERE id = $1  -- $1 = tenant_id
 """
 
 # The columns are numeric(5,4): PostgreSQL rounds to 4 decimal places and RETURNING gives the
-# stored values, which is what the response shows (D-42).
+# stored values, which is what the response shows (docs/decisions.md#tenant-weights).
 # $1 tenant_id, $2 alpha, $3 beta, $4 updated_by (the caller)
 UPDATE_WEIGHTS = """
 UPDATE tenants

@@ -73,7 +73,7 @@ class BackgroundWorkers:
         sweeper = GraceSweeper(db, settings.grace_period_batch_size)
         keys = IdempotencyStore(db, settings.idempotency_ttl)
         self.tasks = [
-            # Contract §6.4: one pass at start-up, then every interval.
+            # One pass at start-up, then every interval (docs/decisions.md#background-workers).
             PeriodicTask(
                 "grace-sweeper", sweeper.sweep, settings.grace_period_interval,
                 run_immediately=True,
@@ -82,7 +82,7 @@ class BackgroundWorkers:
                 "queue-aging", QueueAging(db).sweep, settings.queue_aging_interval,
                 run_immediately=True,
             ),
-            # Contract §6.5: first run after one interval.
+            # First run after one interval (docs/decisions.md#background-workers).
             PeriodicTask(
                 "idempotency-cleanup", keys.delete_expired,
                 settings.idempotency_cleanup_interval, run_immediately=False,

@@ -1,4 +1,5 @@
-"""GET /api/v1/conversations (list), /conversations/{id} and /search (contract §3.19–3.21)."""
+"""GET /api/v1/conversations (list), /conversations/{id} and /search
+(docs/decisions.md#visibility)."""
 
 from __future__ import annotations
 

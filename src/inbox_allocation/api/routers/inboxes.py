@@ -1,6 +1,7 @@
 """Inboxes (/api/v1/inboxes) and their operator subscriptions (/inboxes/{inbox_id}/operators).
 
-Contract §3.3–3.10. The listed paths also match with one trailing slash (§1.8): each has a
+The listed paths also match with one trailing slash (docs/decisions.md#trailing-slashes):
+each has a
 hidden second route for that.
 """
 

@@ -1,4 +1,4 @@
-"""Labels: /api/v1/labels CRUD and attaching labels to conversations (contract §3.28–3.33).
+"""Labels: /api/v1/labels CRUD and attaching labels to conversations.
 
 Check order per route (contract): identity → path id (400 INVALID_PATH) → body (400
 BAD_REQUEST) → validation (400 VALIDATION_ERROR) → role (403 LABEL_PERMISSION_DENIED) →

@@ -1,8 +1,9 @@
 """Operators of the tenant (/api/v1/operators) and an operator's subscriptions. Admin only.
 
-Contract §3.11–3.16 with decisions.md: an operator cannot delete or demote itself, the
+Rules (docs/decisions.md#last-admin): an operator cannot delete or demote itself, the
 tenant's last ADMIN cannot be deleted or demoted, and deleting an operator re-queues its
-conversations (D-36). The listed paths also match with one trailing slash (§1.8).
+conversations (docs/decisions.md#operator-deletion). The listed paths also match with one trailing
+slash (docs/decisions.md#trailing-slashes).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The caller's tenant (/api/v1/tenant) and its priority weights. Admin only.
 
-Contract §3.17–3.18. `/api/v1/tenant` also matches with one trailing slash (§1.8).
+`/api/v1/tenant` also matches with one trailing slash (docs/decisions.md#trailing-slashes).
 """
 
 from __future__ import annotations

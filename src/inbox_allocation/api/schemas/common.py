@@ -49,7 +49,8 @@ BodyUUID = Annotated[UUID, BeforeValidator(_to_uuid), AfterValidator(_not_nil), 
 
 
 class ListMeta(BaseModel):
-    """Pagination of operator, inbox and subscription lists (contract §4.10, sliced: D-34)."""
+    """Pagination of operator, inbox and subscription lists (really sliced:
+    docs/decisions.md#pagination)."""
 
     model_config = ConfigDict(extra="forbid")
 

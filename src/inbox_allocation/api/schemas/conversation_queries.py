@@ -1,8 +1,10 @@
 """Query strings of the conversation list and the search, and their response shapes.
 
-Contract §3.19/§3.21 with the port's fixes: an invalid filter or cursor is a 400
-VALIDATION_ERROR listing every failed rule (D-43), never silently ignored; `sort` is matched
-and applied case-insensitively (D-33); the search accepts `phone` or `q` (decisions.md).
+List and search queries (docs/decisions.md#pagination): an invalid filter or cursor is a 400
+VALIDATION_ERROR listing every failed rule (docs/decisions.md#validation-errors), never silently
+ignored; `sort` is matched
+and applied case-insensitively (docs/decisions.md#pagination); the search accepts `phone` or `q`
+(docs/decisions.md#field-aliases).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Conversation shapes: list/get/search (Conversation), allocate/claim (Allocation),
-resolve/deallocate/reassign/move_inbox (Lifecycle). Contract §4.1–4.3; one timestamp
-format everywhere (decisions.md, fixing D-45).
+resolve/deallocate/reassign/move_inbox (Lifecycle); one timestamp
+format everywhere (docs/decisions.md#timestamps).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The contract's envelopes (§1.5), as documented in OpenAPI.
+"""The contract's envelopes (docs/decisions.md#error-envelope), as documented in OpenAPI.
 
 Handlers render responses as plain dicts (see `api.responses`); these models describe them,
 and the tests validate real responses against them so the two cannot drift apart.

@@ -1,10 +1,10 @@
-"""Shapes of /health, /ready and /version (contract §4.11)."""
+"""Shapes of /health, /ready and /version."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class DatabaseCheck(BaseModel):
@@ -41,7 +41,10 @@ class VersionInfo(BaseModel):
     version: str
     build_time: str
     git_commit: str
-    go_version: str
-    python_version: str
+    # The Go service's field name, kept for its clients; it holds "python<version>".
+    go_version: str = Field(
+        deprecated=True, description='Kept for compatibility: "python" + python_version.'
+    )
+    python_version: str = Field(description="The Python version running the service.")
     os: str
     arch: str

@@ -1,6 +1,6 @@
-"""Inbox shapes (contract §4.6, §3.3–3.7) and their request bodies.
+"""Inbox shapes and their request bodies.
 
-D-41 fixed: `phone_number` must be E.164 (`+` then 7–15 digits, no leading zero) and
+`phone_number` must be E.164 (`+` then 7–15 digits, no leading zero) and
 `display_name` must not be blank; both are stored trimmed.
 """
 

@@ -1,8 +1,8 @@
-"""Labels (contract §4.8, §3.28–3.33).
+"""Labels (docs/decisions.md#labels).
 
 Rules: the name is trimmed, not empty and at most 64 characters; the colour is optional and,
-when given, `#RRGGBB` (D-40: anything else was stored into a 7-character column and failed
-with a 500).
+when given, `#RRGGBB` (the Go service stored anything else into a 7-character column and
+failed with a 500).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Request bodies of claim, resolve, deallocate, reassign and move_inbox (strict JSON).
 
 Existing clients send the target under other names (the original's OpenAPI file): both are
-accepted (decisions.md); responses use the contract's names.
+accepted (docs/decisions.md#field-aliases); responses use the contract's names.
 """
 
 from __future__ import annotations

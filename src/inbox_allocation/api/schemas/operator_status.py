@@ -1,4 +1,4 @@
-"""Operator status (contract §4.4, §3.1–3.2)."""
+"""Operator status."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Operator shapes (contract §4.5, §3.11–3.16) and their request bodies."""
+"""Operator shapes and their request bodies."""
 
 from __future__ import annotations
 

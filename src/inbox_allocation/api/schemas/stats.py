@@ -1,4 +1,5 @@
-"""Queue statistics (GET /api/v1/stats, decisions.md): one entry per inbox of the tenant.
+"""Queue statistics (GET /api/v1/stats, docs/decisions.md#queue-statistics): one entry per inbox of
+the tenant.
 
 `data` is an object, `{"inboxes": [...]}`, rather than a bare list: it reads like the other
 list responses (`{"inboxes": …, "meta": …}`) and leaves room for tenant-wide figures later

@@ -1,4 +1,4 @@
-"""Operator ↔ inbox subscriptions (contract §4.7, §3.8–3.10, §3.16)."""
+"""Operator ↔ inbox subscriptions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The caller's tenant (contract §4.9, §3.17–3.18) and the weights update body."""
+"""The caller's tenant and the weights update body."""
 
 from __future__ import annotations
 

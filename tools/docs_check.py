@@ -1,6 +1,6 @@
 """Browser check of GET /docs: headless Chromium renders every operation, offline.
 
-    .venv/bin/python -m tests.docs_check [--screenshot build/docs.png]
+    .venv/bin/python -m tools.docs_check [--screenshot build/docs.png]
 
 Starts the service as `make run` does (`python -m inbox_allocation serve` on a throwaway
 embedded PostgreSQL, random ports), loads http://127.0.0.1:PORT/docs in headless Chromium
@@ -33,7 +33,8 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.helpers import free_port, wait_ready, world_traversable_tempdir
+from inbox_allocation.db.launcher import free_port, world_traversable_tempdir
+from tests.helpers import wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -258,7 +259,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.docs_check",
+        prog="python -m tools.docs_check",
         description=__doc__,
         formatter_class=_HelpFormatter,
     )
