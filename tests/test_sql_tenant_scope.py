@@ -23,7 +23,7 @@ pytestmark = pytest.mark.no_db
 APPLICATION_TABLES = re.compile(
     r"\b(tenants|inboxes|operators|operator_inbox_subscriptions|operator_status|"
     r"conversation_refs|labels|conversation_labels|grace_period_assignments|"
-    r"idempotency_keys)\b"
+    r"idempotency_keys|api_tokens|api_token_lookup)\b"
 )
 TENANT_CONDITION = re.compile(r"\btenant_id\b|\btenants\b.*\bid\s*=\s*\$1")
 
@@ -38,6 +38,7 @@ ALL_TENANTS = {
     "maintenance.NO_TENANTS_YET": "CLI: is the fresh embedded database empty (seed it)?",
     "stats.QUEUE_BY_TENANT": "GET /metrics: queued conversations and oldest wait per tenant",
     "tenant_admin.LIST_TENANTS": "CLI `tenant list`: every tenant, for the operator",
+    "tokens.FIND_BY_HASH": "authentication: the token's hash is what finds its tenant",
 }
 
 SQL_TEXT = re.compile(r"\b(SELECT\s+.+\s+FROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM)\b",

@@ -113,6 +113,14 @@ def require_admin(caller: Caller) -> Caller:
     return caller
 
 
+def require_self_or_admin(caller: Caller, operator_id: UUID | None) -> Caller:
+    """An ADMIN may act on any operator of its tenant, anyone else on itself only (the
+    path's operator_id; checked before the operator is looked up)."""
+    if caller.role is not Role.ADMIN and operator_id != caller.operator_id:
+        raise Forbidden("only an ADMIN acts on other operators' tokens")
+    return caller
+
+
 # The route dependencies: one flat dependency per route (FastAPI's dependency solving is a
 # measurable share of each request). The identity headers are documented on every /api/v1
 # operation by api.openapi.
@@ -135,7 +143,13 @@ async def admin_caller(request: Request) -> Caller:
     return require_admin(await current_caller(request))
 
 
+async def self_or_admin_caller(request: Request) -> Caller:
+    operator_id = parse_uuid(str(request.path_params.get("operator_id", "")))
+    return require_self_or_admin(await current_caller(request), operator_id)
+
+
 IdentityDep = Annotated[Identity, Depends(identity)]
 CallerDep = Annotated[Caller, Depends(current_caller)]
 ManagerDep = Annotated[Caller, Depends(manager_caller)]
 AdminDep = Annotated[Caller, Depends(admin_caller)]
+SelfOrAdminDep = Annotated[Caller, Depends(self_or_admin_caller)]
