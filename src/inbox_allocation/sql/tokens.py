@@ -80,7 +80,7 @@ WHERE tenant_id = $1 AND operator_id = $2
 # $1 tenant_id, $2 token id, $3 now
 TOUCH_LAST_USED = """
 UPDATE api_tokens
-SET last_used_at = $3
+SET last_used_at = $3::timestamptz
 WHERE tenant_id = $1 AND id = $2
-  AND (last_used_at IS NULL OR last_used_at < $3 - interval '1 minute')
+  AND (last_used_at IS NULL OR last_used_at < $3::timestamptz - interval '1 minute')
 """
