@@ -96,7 +96,10 @@ def test_jwt_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
 
 async def test_metrics_need_the_bearer_token_when_one_is_set(settings: Settings) -> None:
     secret = "scrape-secret-1"
-    async with running_app(settings, metrics_bearer_token=SecretStr(secret)) as app, http_client(app) as c:
+    async with (
+        running_app(settings, metrics_bearer_token=SecretStr(secret)) as app,
+        http_client(app) as c,
+    ):
         missing = await c.get("/metrics")
         wrong = await c.get("/metrics", headers={"Authorization": "Bearer scrape-secret-2"})
         basic = await c.get("/metrics", headers={"Authorization": f"Basic {secret}"})
