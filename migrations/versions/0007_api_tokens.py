@@ -8,28 +8,25 @@ Two tables (the reasons are in docs/authentication.md):
   "whose token has this hash?". It is keyed by the hash alone (the hash is what finds the
   tenant), carries what authentication needs (tenant, operator, expiry), and holds a row
   only while the token is usable: revoking a token or deleting its operator deletes the
-  row in the same transaction. On a distributed database it is a reference table (or one
-  distributed by its hash); either way the lookup reads one row on one node.
+  row in the same transaction. On Citus it is a reference table (a copy on every node), so
+  the lookup reads one local row wherever the request lands; `api_tokens` is distributed by
+  tenant_id with the other tenant tables, its foreign keys added after distribution.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-04
 """
 
-from inbox_allocation.db.migrations import execute_script
+from inbox_allocation.db.migrations import distribute_by_tenant, execute_script
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
     execute_script("""
-    -- TEMPORARY until 0006 (which keys operators by (tenant_id, id)): the composite foreign
-    -- key below needs a unique index on exactly these columns.
-    CREATE UNIQUE INDEX uq_operators_tenant_id_id_tmp ON operators (tenant_id, id);
-
     CREATE TABLE api_tokens (
         tenant_id uuid NOT NULL,
         id uuid NOT NULL,
@@ -41,8 +38,6 @@ def upgrade() -> None:
         last_used_at timestamptz,
         revoked_at timestamptz,
         CONSTRAINT api_tokens_pkey PRIMARY KEY (tenant_id, id),
-        CONSTRAINT fk_api_tokens_operator FOREIGN KEY (tenant_id, operator_id)
-            REFERENCES operators (tenant_id, id) ON DELETE CASCADE,
         CONSTRAINT uq_api_tokens_hash UNIQUE (tenant_id, token_hash),
         CONSTRAINT api_tokens_hash_is_sha256 CHECK (octet_length(token_hash) = 32)
     );
@@ -70,10 +65,25 @@ def upgrade() -> None:
         'Usable tokens by hash: the one row a request reads to authenticate';
     """)
 
+    distribute_by_tenant(["api_tokens"], reference=("api_token_lookup",))
+
+    # Foreign keys after distribution (Citus refuses to distribute a table that has foreign
+    # keys to local tables), one per ALTER TABLE (Citus refuses several ADD CONSTRAINT
+    # subcommands in one command on a distributed table). The operator key is also what
+    # deletes an operator's token records with it.
+    execute_script("""
+    ALTER TABLE api_tokens
+        ADD CONSTRAINT api_tokens_tenant_fkey
+        FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
+    ALTER TABLE api_tokens
+        ADD CONSTRAINT api_tokens_operator_fkey
+        FOREIGN KEY (tenant_id, operator_id) REFERENCES operators (tenant_id, id)
+        ON DELETE CASCADE;
+    """)
+
 
 def downgrade() -> None:
     execute_script("""
     DROP TABLE api_token_lookup;
     DROP TABLE api_tokens;
-    DROP INDEX uq_operators_tenant_id_id_tmp;  -- TEMPORARY until 0006
     """)

@@ -80,11 +80,13 @@ class TokenService:
         return [dict(row) for row in rows]
 
     async def revoke(self, *, tenant_id: UUID, operator_id: UUID, token_id: UUID) -> dict[str, Any]:
-        row = await self.db.fetchrow(
-            sql.REVOKE_TOKEN, tenant_id, operator_id, token_id, datetime.now(UTC)
-        )
-        if row is None:
-            raise NotFound("token not found")
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow(
+                sql.REVOKE_TOKEN, tenant_id, operator_id, token_id, datetime.now(UTC)
+            )
+            if row is None:
+                raise NotFound("token not found")
+            await conn.execute(sql.DELETE_LOOKUP, tenant_id, operator_id, token_id)
         return dict(row)
 
 

@@ -50,21 +50,22 @@ WHERE t.tenant_id = $1 AND t.operator_id = $2
 ORDER BY t.created_at DESC, t.id DESC
 """
 
-# Revocation keeps the record (revoked_at) and removes the lookup row in one statement, so
-# from its commit on no replica can authenticate with the token. Revoking twice keeps the
-# first instant.
+# Revocation keeps the record (revoked_at) and, in the same transaction, deletes the lookup
+# row (DELETE_LOOKUP), so from the commit on no replica can authenticate with the token.
+# Revoking twice keeps the first instant. (Two statements, not one: on Citus the lookup is
+# a reference table, and one statement modifying it and a distributed table is refused.)
 # $1 tenant_id, $2 operator_id, $3 token id, $4 now
 REVOKE_TOKEN = f"""
-WITH revoked AS (
-    UPDATE api_tokens AS t
-    SET revoked_at = COALESCE(t.revoked_at, $4)
-    WHERE t.tenant_id = $1 AND t.operator_id = $2 AND t.id = $3
-    RETURNING {TOKEN_COLUMNS}
-), unusable AS (
-    DELETE FROM api_token_lookup l
-    WHERE l.tenant_id = $1 AND l.token_id = $3 AND l.operator_id = $2
-)
-SELECT * FROM revoked
+UPDATE api_tokens AS t
+SET revoked_at = COALESCE(t.revoked_at, $4)
+WHERE t.tenant_id = $1 AND t.operator_id = $2 AND t.id = $3
+RETURNING {TOKEN_COLUMNS}
+"""
+
+# $1 tenant_id, $2 operator_id, $3 token id
+DELETE_LOOKUP = """
+DELETE FROM api_token_lookup l
+WHERE l.tenant_id = $1 AND l.operator_id = $2 AND l.token_id = $3
 """
 
 # Deleting an operator: its api_tokens rows go by the foreign key's cascade; its lookup rows
