@@ -7,6 +7,7 @@ of stdlib loggers (uvicorn, asyncpg, alembic, our launcher) go through the same 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from typing import Any, TextIO
@@ -38,11 +39,9 @@ def configure_logging(
     if fmt == "console":
         # Tracebacks without local variables: rich (when installed) would print them, and a
         # frame's locals can hold a bearer token or a database password.
-        formatter = (
-            structlog.dev.RichTracebackFormatter(show_locals=False)
-            if structlog.dev.rich is not None
-            else structlog.dev.plain_traceback
-        )
+        formatter: structlog.typing.ExceptionRenderer = structlog.dev.plain_traceback
+        if importlib.util.find_spec("rich") is not None:
+            formatter = structlog.dev.RichTracebackFormatter(show_locals=False)
         renderer = structlog.dev.ConsoleRenderer(
             colors=stream.isatty(), exception_formatter=formatter
         )
