@@ -88,3 +88,16 @@ def test_origins_are_comma_separated() -> None:
     parsed = load_settings(cors_allowed_origins=" https://a.example ,http://[::1]:8080,, ")
     assert parsed.cors_origins == ("https://a.example", "http://[::1]:8080")
     assert load_settings().cors_origins == ()
+
+
+async def test_a_preflight_needs_no_credentials_in_token_mode(settings: Settings) -> None:
+    async with (
+        running_app(settings, cors_allowed_origins=CONSOLE, auth_mode="token") as app,
+        http_client(app) as c,
+    ):
+        preflight = await c.options("/api/v1/allocate", headers={"Origin": CONSOLE, **PREFLIGHT})
+        refused = await c.post("/api/v1/allocate", headers={"Origin": CONSOLE})
+    assert preflight.status_code == 204
+    # The browser can read the 401 (and so tell its user to sign in).
+    assert refused.status_code == 401
+    assert refused.headers["access-control-allow-origin"] == CONSOLE

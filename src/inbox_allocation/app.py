@@ -136,9 +136,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     # Added innermost first: the request context wraps everything, including CORS answers.
     app.add_middleware(IdempotencyMiddleware)
-    app.add_middleware(
-        AuthenticationMiddleware, mode=settings.auth_mode, jwt_verifier=_jwt_verifier(settings)
-    )
+    if settings.auth_mode != "headers":  # headers mode: the routes read the identity headers
+        app.add_middleware(
+            AuthenticationMiddleware,
+            mode=settings.auth_mode,
+            jwt_verifier=_jwt_verifier(settings),
+        )
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware)
     if settings.cors_origins:

@@ -1,7 +1,7 @@
 """Who is calling /api/v1: AUTH_MODE=headers | token | jwt (docs/authentication.md).
 
 - `headers` (default): X-Tenant-ID and X-Operator-ID are trusted as sent, for deployments
-  behind a gateway that authenticates and sets them. This middleware does nothing.
+  behind a gateway that authenticates and sets them. This middleware is not installed.
 - `token`: `Authorization: Bearer iat_…`, an API token (services.tokens).
 - `jwt`: `Authorization: Bearer <JWT>` from an identity provider (services.jwt_auth).
 
@@ -27,7 +27,7 @@ from inbox_allocation.domain.ids import parse_uuid
 from inbox_allocation.services.jwt_auth import JwtVerifier
 from inbox_allocation.services.tokens import TokenAuthenticator
 
-AuthMode = Literal["headers", "token", "jwt"]
+AuthMode = Literal["token", "jwt"]
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _IDENTITY_HEADERS = (b"x-tenant-id", b"x-operator-id")
 
@@ -68,11 +68,7 @@ class AuthenticationMiddleware:
         self.jwt = jwt_verifier
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.mode == "headers"
-            or scope["type"] != "http"
-            or not scope["path"].startswith("/api/v1/")
-        ):
+        if scope["type"] != "http" or not scope["path"].startswith("/api/v1/"):
             await self.app(scope, receive, send)
             return
         try:
