@@ -1,6 +1,8 @@
 """Request dependencies: the database, the settings and the caller's identity.
 
-Every `/api/v1` route needs both identity headers (decisions.md). The caller is resolved
+Every `/api/v1` route needs both identity headers (decisions.md). With AUTH_MODE=token or
+jwt the authentication middleware (api.auth) has verified the bearer credential and set them
+to its tenant and operator, so the same checks serve every mode. The caller is resolved
 once per request: an operator id that does not belong to the X-Tenant-ID tenant is refused
 with 401 before any data of the tenant is read or written.
 
