@@ -70,10 +70,14 @@ def upgrade() -> None:
     # Foreign keys after distribution (Citus refuses to distribute a table that has foreign
     # keys to local tables), one per ALTER TABLE (Citus refuses several ADD CONSTRAINT
     # subcommands in one command on a distributed table). The operator key is also what
-    # deletes an operator's token records with it.
+    # deletes an operator's token records with it. The lookup (a reference table on Citus,
+    # like tenants) can only reference tenants: a deleted tenant takes its lookup rows along.
     execute_script("""
     ALTER TABLE api_tokens
         ADD CONSTRAINT api_tokens_tenant_fkey
+        FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
+    ALTER TABLE api_token_lookup
+        ADD CONSTRAINT api_token_lookup_tenant_fkey
         FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
     ALTER TABLE api_tokens
         ADD CONSTRAINT api_tokens_operator_fkey
