@@ -70,9 +70,12 @@ def test_one_warning_for_header_trust_on_a_reachable_address(
      ({"auth_mode": "jwt", "jwt_issuer": "i", "jwt_audience": "a"}, "JWT_JWKS_FILE or"),
      ({"auth_mode": "jwt", "jwt_issuer": "i", "jwt_audience": "a", "jwt_jwks_file": "k.json",
        "jwt_jwks_url": "https://idp.example/jwks"}, "JWT_JWKS_FILE or"),
+     ({"auth_mode": "jwt", "jwt_issuer": "i", "jwt_audience": "a",
+       "jwt_jwks_file": "/nonexistent/jwks.json"}, "JWT_JWKS_FILE /nonexistent"),
      ({"auth_mode": "password"}, "AUTH_MODE"),
      ({"jwt_jwks_url": "file:///etc/passwd"}, "JWT_JWKS_URL")],
-    ids=["no issuer", "no audience", "no keys", "two key sources", "unknown mode", "file url"],
+    ids=["no issuer", "no audience", "no keys", "two key sources", "missing key file",
+         "unknown mode", "file url"],
 )  # fmt: skip
 def test_authentication_settings_are_checked_at_start_up(
     changes: dict[str, str], message: str

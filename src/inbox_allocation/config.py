@@ -190,6 +190,8 @@ class Settings(BaseSettings):
                 raise ValueError("AUTH_MODE=jwt needs JWT_ISSUER and JWT_AUDIENCE")
             if (self.jwt_jwks_file is None) == (self.jwt_jwks_url is None):
                 raise ValueError("AUTH_MODE=jwt needs one of JWT_JWKS_FILE or JWT_JWKS_URL")
+            if self.jwt_jwks_file is not None and not self.jwt_jwks_file.is_file():
+                raise ValueError(f"JWT_JWKS_FILE {self.jwt_jwks_file} is not a readable file")
         for origin in self.cors_origins:
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ValueError(
