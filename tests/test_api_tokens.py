@@ -340,3 +340,19 @@ def test_cli_refuses_a_malformed_id(dsn: str) -> None:
                  DATABASE_URL=dsn)  # fmt: skip
     assert result.returncode == 2
     assert result.stdout == ""
+
+
+async def test_a_refused_request_does_not_count_as_a_use(
+    tc: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    admin = bearer(seed_token(ACME_ADMIN))
+    fresh = (await tc.post(tokens_path(ACME_OP4), headers=admin, json={"name": "n"})).json()
+    token_id, token = fresh["data"]["id"], fresh["data"]["token"]
+    contradicted = await tc.get(
+        "/api/v1/operator/status", headers={**bearer(token), "X-Tenant-ID": TECHSTART}
+    )
+    assert contradicted.status_code == 401
+    used = await db.fetchval(
+        "SELECT last_used_at FROM api_tokens WHERE id = $1", uuid.UUID(token_id)
+    )
+    assert used is None

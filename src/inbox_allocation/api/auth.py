@@ -73,7 +73,6 @@ class AuthenticationMiddleware:
             return
         try:
             tenant_id, operator_id = await self._identify(scope)
-            _check_identity_headers(scope, tenant_id, operator_id)
         except Unauthorized as error:
             await unauthorized(error.message)(scope, receive, send)
             return
@@ -87,11 +86,15 @@ class AuthenticationMiddleware:
         await self.app(scope, receive, send)
 
     async def _identify(self, scope: Scope) -> tuple[UUID, UUID]:
+        """The credential's tenant and operator, once it and the identity headers agree."""
         credential = _bearer(scope)
         if self.mode == "token":
             db: Database = scope["app"].state.db
             owner = await self.tokens.authenticate(db, credential)
+            _check_identity_headers(scope, owner.tenant_id, owner.operator_id)
+            await self.tokens.touch(db, owner)
             return owner.tenant_id, owner.operator_id
         assert self.jwt is not None  # create_app builds one in jwt mode
         claims = await self.jwt.verify(credential)
+        _check_identity_headers(scope, claims.tenant_id, claims.operator_id)
         return claims.tenant_id, claims.operator_id

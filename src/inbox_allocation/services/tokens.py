@@ -105,11 +105,10 @@ class TokenAuthenticator:
             raise Unauthorized("unknown or revoked API token")
         if row["expired"]:
             raise Unauthorized("expired API token")
-        owner = TokenOwner(row["tenant_id"], row["operator_id"], row["token_id"])
-        await self._touch(db, owner)
-        return owner
+        return TokenOwner(row["tenant_id"], row["operator_id"], row["token_id"])
 
-    async def _touch(self, db: Database, owner: TokenOwner) -> None:
+    async def touch(self, db: Database, owner: TokenOwner) -> None:
+        """Record a use of the token (call once the request is accepted)."""
         now = time.monotonic()
         last = self._touched.get(owner.token_id)
         if last is not None and now - last < TOUCH_EVERY_SECONDS:
