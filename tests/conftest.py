@@ -27,12 +27,13 @@ from inbox_allocation.config import Settings
 from inbox_allocation.db import migrations
 from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherConfig
 from inbox_allocation.db.seed import seed_demo_data
+from tests.auth_support import insert_seed_tokens
 from tests.helpers import free_port, world_traversable_tempdir
 
 TABLES = (
-    "idempotency_keys, grace_period_assignments, conversation_labels, labels, "
-    "conversation_refs, operator_status, operator_inbox_subscriptions, operators, inboxes, "
-    "tenants"
+    "api_token_lookup, api_tokens, idempotency_keys, grace_period_assignments, "
+    "conversation_labels, labels, conversation_refs, operator_status, "
+    "operator_inbox_subscriptions, operators, inboxes, tenants"
 )
 
 
@@ -96,10 +97,12 @@ async def db(dsn: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def reseeded(db: asyncpg.Pool) -> None:
-    """Truncate every table and load the seed data again."""
+    """Truncate every table and load the seed data again, with one API token per seeded
+    operator (tests.auth_support.seed_token)."""
     async with db.acquire() as conn:
         await conn.execute(f"TRUNCATE {TABLES} CASCADE")
         await seed_demo_data(conn)
+        await insert_seed_tokens(conn)
 
 
 @pytest.fixture(autouse=True)

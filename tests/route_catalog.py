@@ -22,6 +22,7 @@ import asyncpg
 import httpx
 from fastapi import FastAPI
 
+from tests.auth_support import seed_token_id
 from tests.seed_ids import (
     ACME,
     ACME_ADMIN,
@@ -249,6 +250,8 @@ def _c(
 
 
 _OPS_AND_ADMIN = (ACME_ADMIN, ACME_OP4)
+# The token routes' calls name ACME_OP4: itself and the ADMIN may, the MANAGER may not.
+_OTHERS_TOKENS: dict[Role, Refusal] = {"MANAGER": FORBIDDEN}
 
 ROUTES: tuple[Route, ...] = (
     # --- operator status ----------------------------------------------------
@@ -392,7 +395,32 @@ ROUTES: tuple[Route, ...] = (
         foreign=(not_found("techstart operator", _c("GET", f"/operators/{TS_OPERATOR}/inboxes"),
                            "NOT_FOUND"),),
     ),
-    # --- tenant ----------------------------------------------------------------
+    # --- API tokens (docs/authentication.md): ADMIN for anyone, every operator for itself --------
+    _route(
+        "GET", "/operators/{operator_id}/tokens", 200, path=f"/operators/{ACME_OP4}/tokens",
+        refused=_OTHERS_TOKENS,
+        foreign=(not_found("techstart operator", _c("GET", f"/operators/{TS_OPERATOR}/tokens"),
+                           "NOT_FOUND"),),
+    ),
+    _route(
+        "POST", "/operators/{operator_id}/tokens", 201, path=f"/operators/{ACME_OP4}/tokens",
+        body={"name": "laptop", "expires_in_days": 90}, refused=_OTHERS_TOKENS,
+        foreign=(not_found("techstart operator", _c("POST", f"/operators/{TS_OPERATOR}/tokens",
+                                                    body={"name": "x"}), "NOT_FOUND"),),
+    ),
+    _route(
+        "DELETE", "/operators/{operator_id}/tokens/{token_id}", 200,
+        path=f"/operators/{ACME_OP4}/tokens/{seed_token_id(ACME_OP4)}", refused=_OTHERS_TOKENS,
+        foreign=(
+            not_found("techstart operator and token", _c(
+                "DELETE", f"/operators/{TS_OPERATOR}/tokens/{seed_token_id(TS_OPERATOR)}"),
+                "NOT_FOUND"),
+            not_found("techstart token under an acme operator", _c(
+                "DELETE", f"/operators/{ACME_OP4}/tokens/{seed_token_id(TS_OPERATOR)}"),
+                "NOT_FOUND", ACME_ADMIN, ACME_OP4),
+        ),
+    ),
+    # --- tenant ---------------------------------------------------------------------------
     _route(
         "GET", "/tenant", 200, refused=ADMIN_GUARD,
         foreign=(Foreign("acme tenant only", _c("GET", "/tenant"), 200),),
@@ -659,7 +687,17 @@ TABLES = (
     "conversation_labels",
     "grace_period_assignments",
     "idempotency_keys",
+    "api_tokens",
+    "api_token_lookup",
 )
+
+# Tables whose snapshot is not `SELECT *` by id: last_used_at changes on every successful
+# use of a token (at most once a minute), which is not a change the tests look for.
+_ALL_ROWS = {
+    "api_tokens": """SELECT tenant_id, id, operator_id, name, token_hash, created_at,
+                            expires_at, revoked_at FROM api_tokens ORDER BY id""",
+    "api_token_lookup": "SELECT * FROM api_token_lookup ORDER BY token_hash",
+}
 
 Snapshot = dict[str, list[tuple[Any, ...]]]
 
@@ -668,7 +706,12 @@ async def snapshot_all(db: asyncpg.Pool, *, skip: tuple[str, ...] = ()) -> Snaps
     """Every row of every table, ordered by id."""
     async with db.acquire() as conn:
         return {
-            table: [tuple(row) for row in await conn.fetch(f"SELECT * FROM {table} ORDER BY id")]
+            table: [
+                tuple(row)
+                for row in await conn.fetch(
+                    _ALL_ROWS.get(table, f"SELECT * FROM {table} ORDER BY id")
+                )
+            ]
             for table in TABLES
             if table not in skip
         }
@@ -704,6 +747,11 @@ _TENANT_ROWS: dict[str, str] = {
         WHERE g.conversation_id IN (SELECT id FROM conversation_refs WHERE tenant_id = $1)
            OR g.operator_id IN (SELECT id FROM operators WHERE tenant_id = $1)""",
     "idempotency_keys": "SELECT * FROM idempotency_keys WHERE tenant_id = $1",
+    "api_tokens": """
+        SELECT tenant_id, id, operator_id, name, token_hash, created_at, expires_at, revoked_at
+        FROM api_tokens WHERE tenant_id = $1""",
+    "api_token_lookup": """
+        SELECT l.token_id AS id, l.* FROM api_token_lookup l WHERE l.tenant_id = $1""",
 }
 
 
@@ -751,6 +799,7 @@ UNION SELECT cl.id::text FROM conversation_labels cl
       JOIN labels l ON l.id = cl.label_id WHERE l.tenant_id = $1
 UNION SELECT g.id::text FROM grace_period_assignments g
       JOIN operators o ON o.id = g.operator_id WHERE o.tenant_id = $1
+UNION SELECT t.id::text FROM api_tokens t WHERE t.tenant_id = $1
 """
 
 

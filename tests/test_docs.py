@@ -163,3 +163,23 @@ async def test_docs_only_answer_get(client: httpx.AsyncClient) -> None:
     response = await client.post("/docs")
     assert response.status_code == 405
     assert ErrorEnvelope.model_validate(response.json()).error.code == "METHOD_NOT_ALLOWED"
+
+
+async def test_authorize_offers_the_identity_headers_and_a_bearer_credential(
+    client: httpx.AsyncClient,
+) -> None:
+    document = yaml.safe_load((await client.get("/api/openapi.yaml")).text)
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["TenantHeader"] == {**schemes["TenantHeader"], "type": "apiKey",
+                                       "in": "header", "name": "X-Tenant-ID"}  # fmt: skip
+    assert schemes["OperatorHeader"]["name"] == "X-Operator-ID"
+    assert schemes["BearerAuth"] == {**schemes["BearerAuth"], "type": "http", "scheme": "bearer"}
+    expected: list[dict[str, list[str]]] = [
+        {"TenantHeader": [], "OperatorHeader": []},
+        {"BearerAuth": []},
+    ]
+    for path, method, operation in _operations(document):
+        if path.startswith("/api/v1/"):
+            assert operation.get("security") == expected, f"{method} {path}"
+        else:
+            assert "security" not in operation, f"{method} {path}"

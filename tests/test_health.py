@@ -63,26 +63,6 @@ async def test_request_id_is_echoed_in_both_headers(client: httpx.AsyncClient) -
     assert len(generated.headers["x-request-id"]) == 36
 
 
-async def test_cors_preflight_on_any_path(client: httpx.AsyncClient) -> None:
-    response = await client.options(
-        "/api/v1/allocate", headers={"Origin": "https://console.example"}
-    )
-    assert response.status_code == 204
-    assert response.content == b""
-    assert response.headers["access-control-allow-origin"] == "https://console.example"
-    allowed = response.headers["access-control-allow-headers"]
-    for header in ("Idempotency-Key", "X-Idempotency-Key", "X-Correlation-ID", "X-Tenant-ID"):
-        assert header in allowed
-    assert response.headers["access-control-max-age"] == "86400"
-    assert response.headers["x-request-id"]
-
-
-async def test_cors_origin_is_echoed_on_normal_responses(client: httpx.AsyncClient) -> None:
-    response = await client.get("/health", headers={"Origin": "https://console.example"})
-    assert response.headers["access-control-allow-origin"] == "https://console.example"
-    assert "Origin" in response.headers["vary"]
-
-
 async def test_oversized_body_is_a_json_413(client: httpx.AsyncClient) -> None:
     response = await client.post("/health", content=b"x" * (1024 * 1024 + 1))
     assert response.status_code == 413

@@ -100,3 +100,29 @@ def test_alembic_dialect_chatter_is_dropped_but_upgrades_are_kept(
     finally:
         alembic.setLevel(saved)
     assert [e["event"] for e in lines(json_logs)] == ["Running upgrade 0004 -> 0005, Aged flag"]
+
+
+@pytest.mark.no_db
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_tracebacks_never_show_local_variables(fmt: str) -> None:
+    """A frame's locals can hold a bearer token: the console renderer (with rich installed)
+    would print them next to the traceback."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    output = io.StringIO()
+    configure_logging("info", fmt, stream=output, cache=False)
+    try:
+
+        def authenticate(credential: str) -> None:
+            raise ValueError("refused")
+
+        try:
+            authenticate("iat_" + "S" * 43)
+        except ValueError:
+            get_logger("test").exception("unhandled error")
+    finally:
+        root.handlers[:], root.level = saved_handlers, saved_level
+        structlog.reset_defaults()
+    text = output.getvalue()
+    assert "ValueError" in text
+    assert "S" * 43 not in text

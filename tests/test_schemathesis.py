@@ -3,12 +3,15 @@ real server (own embedded PostgreSQL, seeded). Every operation must answer witho
 every response must match the documented schema.
 
 Bounded and reproducible: a fixed number of examples per operation, derandomized (a fixed
-seed). The caller is the Acme ADMIN, so requests get past identity and role checks and reach
+seed). The server runs in AUTH_MODE=token: the caller is the Acme ADMIN with an API token
+issued by `inbox-allocation token create` (plus the matching identity headers, so generated
+ones never contradict it), so requests get past authentication and role checks and reach
 the handlers; the API's own checks decide the rest.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
@@ -36,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 schema = schemathesis.openapi.from_path(ROOT / "openapi.yaml")
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 IDENTITY = {"X-Tenant-ID": ACME, "X-Operator-ID": ACME_ADMIN}
+CALLER: dict[str, str] = {}  # IDENTITY and the API token, once the server runs
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +50,7 @@ def base_url() -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_URL"))}
     env.update(
         EMBEDDED_DB_DIR=str(workdir / "pg"), DB_PORT=str(free_port()), SERVER_PORT=str(port),
-        SERVER_HOST="127.0.0.1", LOG_LEVEL="error",
+        SERVER_HOST="127.0.0.1", LOG_LEVEL="error", AUTH_MODE="token",
     )  # fmt: skip
     service = subprocess.Popen(
         [sys.executable, "-m", "inbox_allocation", "serve"],
@@ -55,6 +60,14 @@ def base_url() -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(service, url)
+        # The CLI attaches to the embedded PostgreSQL the service started.
+        issued = subprocess.run(
+            [sys.executable, "-m", "inbox_allocation", "token", "create", "--tenant-id", ACME,
+             "--operator-id", ACME_ADMIN, "--name", "schemathesis"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        token = json.loads(issued.stdout)["token"]
+        CALLER.update(IDENTITY, Authorization=f"Bearer {token}")
         yield url
     finally:
         os.killpg(service.pid, signal.SIGTERM)
@@ -72,7 +85,7 @@ def base_url() -> Iterator[str]:
     suppress_health_check=list(HealthCheck),
 )
 def test_every_operation(case: Any, base_url: str) -> None:
-    case.call_and_validate(base_url=base_url, headers=IDENTITY, checks=CHECKS)
+    case.call_and_validate(base_url=base_url, headers=CALLER, checks=CHECKS)
 
 
 def test_stateful_sequences(base_url: str) -> None:
@@ -81,7 +94,7 @@ def test_stateful_sequences(base_url: str) -> None:
 
     class Machine(schema.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
-            return {"base_url": base_url, "headers": IDENTITY}
+            return {"base_url": base_url, "headers": CALLER}
 
         def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
             case.validate_response(response, checks=CHECKS)
@@ -96,3 +109,12 @@ def test_stateful_sequences(base_url: str) -> None:
             suppress_health_check=list(HealthCheck),
         )
     )
+
+
+def test_the_server_runs_in_token_mode(base_url: str) -> None:
+    """Without the token the same caller is refused: the runs above authenticated by it."""
+    status = httpx.get(f"{base_url}/api/v1/operator/status", headers=IDENTITY, timeout=10)
+    assert status.status_code == 401
+    assert status.headers["www-authenticate"] == "Bearer"
+    authorized = httpx.get(f"{base_url}/api/v1/operator/status", headers=CALLER, timeout=10)
+    assert authorized.status_code == 200

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.no_db
 TENANT_TABLES = {
     "tenants", "inboxes", "operators", "operator_inbox_subscriptions", "operator_status",
     "conversation_refs", "labels", "conversation_labels", "grace_period_assignments",
-    "idempotency_keys",
+    "idempotency_keys", "api_tokens", "api_token_lookup",
 }  # fmt: skip
 APPLICATION_TABLES = re.compile(r"\b(" + "|".join(sorted(TENANT_TABLES)) + r")\b")
 
@@ -44,6 +44,7 @@ ALL_TENANTS = {
     "maintenance.ALL_TENANT_IDS": "workers: the tenants to go through, one by one",
     "stats.QUEUE_BY_TENANT": "GET /metrics: queued conversations and oldest wait per tenant",
     "tenant_admin.LIST_TENANTS": "CLI `tenant list`: every tenant, for the operator",
+    "tokens.FIND_BY_HASH": "authentication: the token's hash is what finds its tenant",
 }
 
 SQL_TEXT = re.compile(r"\b(SELECT\s+.+\s+FROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM)\b",

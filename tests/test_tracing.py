@@ -23,9 +23,11 @@ from starlette.routing import Route
 from structlog.testing import capture_logs
 
 from inbox_allocation.api.middleware import RequestContextMiddleware
+from inbox_allocation.config import Settings
 from inbox_allocation.logging import get_logger
 from inbox_allocation.observability import tracing
 from inbox_allocation.observability.tracing import parse_traceparent
+from tests.auth_support import http_client, running_app
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.no_db
@@ -156,15 +158,21 @@ async def test_the_service_answers_with_traceparent(client: httpx.AsyncClient) -
     assert parts(response.headers["traceparent"])[1] == TRACE_ID
 
 
-async def test_browsers_may_send_and_read_traceparent(client: httpx.AsyncClient) -> None:
-    preflight = await client.options(
-        "/api/v1/allocate",
-        headers={"Origin": "https://console.example", "Access-Control-Request-Headers": "x"},
-    )
-    assert "traceparent" in preflight.headers["access-control-allow-headers"]
-    assert "tracestate" in preflight.headers["access-control-allow-headers"]
-    normal = await client.get("/health", headers={"Origin": "https://console.example"})
-    assert "traceparent" in normal.headers["access-control-expose-headers"]
+async def test_browsers_may_send_and_read_traceparent(settings: Settings) -> None:
+    origin = "https://console.example"
+    async with (
+        running_app(settings, cors_allowed_origins=origin) as app,
+        http_client(app) as client,
+    ):
+        preflight = await client.options(
+            "/api/v1/allocate",
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "traceparent"},
+        )  # fmt: skip
+        assert "traceparent" in preflight.headers["access-control-allow-headers"]
+        assert "tracestate" in preflight.headers["access-control-allow-headers"]
+        normal = await client.get("/health", headers={"Origin": origin})
+        assert "traceparent" in normal.headers["access-control-expose-headers"]
 
 
 # --- OpenTelemetry ---------------------------------------------------------------------------

@@ -5,8 +5,9 @@ shutdown uvicorn first stops accepting and drains in-flight requests, then this 
 the workers and closes the pool; the CLI stops the embedded database last.
 
 Middleware, outermost first: request context (request and trace ids, access log, request
-metrics, last-resort 500) → CORS → body-size limit → JSON bodies → idempotency → routes.
-GET /metrics (unless METRICS_ENABLED=false) sits beside the routes, outside /api/v1.
+metrics, last-resort 500) → CORS (only with CORS_ALLOWED_ORIGINS) → body-size limit → JSON
+bodies → authentication (AUTH_MODE) → idempotency → routes. GET /metrics (unless
+METRICS_ENABLED=false) sits beside the routes, outside /api/v1.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from inbox_allocation import __version__
+from inbox_allocation.api.auth import AuthenticationMiddleware
 from inbox_allocation.api.errors import install_error_handlers
 from inbox_allocation.api.idempotency import IdempotencyMiddleware
 from inbox_allocation.api.middleware import (
@@ -39,11 +41,13 @@ from inbox_allocation.api.routers import (
     operators,
     stats,
     tenant,
+    tokens,
 )
 from inbox_allocation.config import Settings, load_settings
 from inbox_allocation.db.pool import Database, create_pool
 from inbox_allocation.logging import configure_logging, get_logger
 from inbox_allocation.observability import metrics, tracing
+from inbox_allocation.services.jwt_auth import JwtVerifier
 from inbox_allocation.workers import BackgroundWorkers
 
 log = get_logger(__name__)
@@ -56,6 +60,7 @@ OPENAPI_TAGS = [
     {"name": "inboxes", "description": "A tenant's phone-number inboxes (managers)."},
     {"name": "subscriptions", "description": "Which operators serve which inboxes."},
     {"name": "operators", "description": "A tenant's operators, roles and capacity (admins)."},
+    {"name": "tokens", "description": "API tokens of an operator (AUTH_MODE=token)."},
     {"name": "tenant", "description": "The tenant and its priority weights (admins)."},
     {"name": "conversations", "description": "Ingestion, listing, search."},
     {"name": "allocation", "description": "Conversations to operators: allocate, claim."},
@@ -98,7 +103,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=(
             "Routes customer conversations arriving on a tenant's phone-number inboxes to "
-            "human operators. Every `/api/v1` route needs `X-Tenant-ID` and `X-Operator-ID`."
+            "human operators. Every `/api/v1` caller is identified by `X-Tenant-ID` and "
+            "`X-Operator-ID` (AUTH_MODE=headers) or by `Authorization: Bearer` with an API "
+            "token (AUTH_MODE=token) or a JWT (AUTH_MODE=jwt): use **Authorize**."
         ),
         lifespan=lifespan,
         openapi_tags=OPENAPI_TAGS,
@@ -117,20 +124,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     # Routes are matched in order: the hot paths (allocation, lifecycle) first.
     modules = (allocation, lifecycle, conversations, operator_status, labels, health, inboxes,
-               operators, tenant, stats, docs)  # fmt: skip
+               operators, tokens, tenant, stats, docs)  # fmt: skip
     for module in modules:
         app.include_router(module.router)
     request_metrics = None
     if settings.metrics_enabled:
         api_routes = [route for module in modules for route in module.router.routes]
-        request_metrics = metrics.install(app, api_routes)
+        token = settings.metrics_bearer_token
+        request_metrics = metrics.install(
+            app, api_routes, token.get_secret_value() if token else None
+        )
     # Added innermost first: the request context wraps everything, including CORS answers.
     app.add_middleware(IdempotencyMiddleware)
+    if settings.auth_mode != "headers":  # headers mode: the routes read the identity headers
+        app.add_middleware(
+            AuthenticationMiddleware,
+            mode=settings.auth_mode,
+            jwt_verifier=_jwt_verifier(settings),
+        )
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware)
-    app.add_middleware(CorsMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
     app.add_middleware(RequestContextMiddleware, metrics=request_metrics)
     return app
+
+
+def _jwt_verifier(settings: Settings) -> JwtVerifier | None:
+    if settings.auth_mode != "jwt":
+        return None
+    # Both checked by the settings.
+    assert settings.jwt_issuer is not None
+    assert settings.jwt_audience is not None
+    return JwtVerifier(
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        tenant_claim=settings.jwt_tenant_claim,
+        operator_claim=settings.jwt_operator_claim,
+        jwks_file=settings.jwt_jwks_file,
+        jwks_url=settings.jwt_jwks_url,
+    )
 
 
 def create_app_from_env() -> FastAPI:

@@ -9,6 +9,10 @@ unasked.
 and its first ADMIN operator and prints `{"tenant_id": …, "admin_operator_id": …}` (one JSON
 line on stdout); `tenant list` prints every tenant as a JSON array. Both work on the embedded
 default (migrated first, as `serve` does) and on a configured database.
+
+`token create --tenant-id T --operator-id O [--name N]` issues an API token for bootstrapping
+AUTH_MODE=token and prints `{"token_id": …, "token": …}` (one JSON line; the token is not
+shown again); exit 1 if the operator is not in the tenant.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 
 import asyncpg
@@ -35,11 +40,14 @@ from inbox_allocation.db.embedded import (
     supervisor_pid_file,
 )
 from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherError
+from inbox_allocation.db.pool import Database
 from inbox_allocation.db.seed import seed_database
+from inbox_allocation.domain.errors import NotFound
 from inbox_allocation.logging import configure_logging, get_logger
 from inbox_allocation.observability import metrics
 from inbox_allocation.server import serve_http
 from inbox_allocation.services import tenants_admin
+from inbox_allocation.services.tokens import TokenService
 from inbox_allocation.sql import maintenance as maintenance_sql
 
 log = get_logger("inbox_allocation.cli")
@@ -248,6 +256,49 @@ async def _tenant_action(dsn: str, args: argparse.Namespace) -> object:
         await conn.close()
 
 
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    """`token create`: one JSON line with the new token on stdout."""
+    with database_dsn(settings) as dsn:
+        if settings.use_embedded_db:
+            migrations.upgrade(dsn)
+        try:
+            created = asyncio.run(_create_token(dsn, args))
+        except NotFound:
+            print(
+                f"inbox-allocation: operator {args.operator_id} is not in tenant {args.tenant_id}",
+                file=sys.stderr,
+            )
+            return 1
+    print(dumps({"token_id": created["id"], "token": created["token"]}).decode(), flush=True)
+    return 0
+
+
+async def _create_token(dsn: str, args: argparse.Namespace) -> dict[str, object]:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        return await TokenService(Database(pool)).create(
+            tenant_id=args.tenant_id,
+            operator_id=args.operator_id,
+            name=args.name,
+            expires_in_days=args.expires_in_days,
+        )
+    finally:
+        await pool.close()
+
+
+def _name(value: str) -> str:
+    if not 1 <= len(value) <= 100:
+        raise argparse.ArgumentTypeError("1 to 100 characters")
+    return value
+
+
+def _days(value: str) -> int:
+    days = int(value)
+    if not 1 <= days <= 3650:
+        raise argparse.ArgumentTypeError("1 to 3650")
+    return days
+
+
 def _running_pid(pid_file: os.PathLike[str]) -> int | None:
     try:
         with open(pid_file) as handle:
@@ -297,6 +348,19 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     tenant_sub.add_parser("list", help="print every tenant as a JSON array")
     tenant.set_defaults(handler=cmd_tenant)
+
+    token = sub.add_parser("token", help="API tokens (AUTH_MODE=token)")
+    token_sub = token.add_subparsers(dest="action", required=True)
+    token_create = token_sub.add_parser(
+        "create", help="issue an API token for an operator; prints it once, as JSON"
+    )
+    token_create.add_argument("--tenant-id", type=uuid.UUID, required=True)
+    token_create.add_argument("--operator-id", type=uuid.UUID, required=True)
+    token_create.add_argument("--name", type=_name, default="cli", help="default: cli")
+    token_create.add_argument(
+        "--expires-in-days", type=_days, default=None, help="1..3650 (default: never)"
+    )
+    token.set_defaults(handler=cmd_token)
     return parser
 
 

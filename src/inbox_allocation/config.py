@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -28,6 +35,8 @@ _UNIT_SECONDS = {
     "m": 60.0,
     "h": 3600.0,
 }
+# scheme://host[:port], as browsers send it in the Origin header (no path, no slash).
+_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[^/\s:\[\]]+)(:\d{1,5})?")
 DURATION_FORM = "a Go-style duration such as 500ms, 30s, 5m or 1h30m"
 
 
@@ -70,8 +79,9 @@ class Settings(BaseSettings):
         populate_by_name=True,  # lets tests pass field names; the environment uses the aliases
     )
 
-    # HTTP server
-    server_host: str = Field("0.0.0.0", validation_alias="SERVER_HOST")
+    # HTTP server. Loopback by default: a developer's `make run` is not reachable from the
+    # network unless asked (the container image sets 0.0.0.0 explicitly).
+    server_host: str = Field("127.0.0.1", validation_alias="SERVER_HOST")
     server_port: int = Field(8080, ge=1, le=65535, validation_alias="SERVER_PORT")
     server_workers: int = Field(1, ge=1, le=64, validation_alias="SERVER_WORKERS")
     read_timeout: Duration = Field(
@@ -146,6 +156,24 @@ class Settings(BaseSettings):
         None, pattern=r"^https?://[^/\s]+", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
     )
 
+    # Authentication (docs/authentication.md): how /api/v1 callers are identified.
+    auth_mode: Literal["headers", "token", "jwt"] = Field("headers", validation_alias="AUTH_MODE")
+    jwt_jwks_file: Path | None = Field(None, validation_alias="JWT_JWKS_FILE")
+    jwt_jwks_url: str | None = Field(
+        None, pattern=r"^https?://[^/\s]+", validation_alias="JWT_JWKS_URL"
+    )
+    jwt_issuer: str | None = Field(None, validation_alias="JWT_ISSUER")
+    jwt_audience: str | None = Field(None, validation_alias="JWT_AUDIENCE")
+    jwt_tenant_claim: str = Field("tenant_id", min_length=1, validation_alias="JWT_TENANT_CLAIM")
+    jwt_operator_claim: str = Field("sub", min_length=1, validation_alias="JWT_OPERATOR_CLAIM")
+    # Browser origins allowed to call the API (comma-separated; `*` = any). Empty = no CORS
+    # headers at all: browsers then only let pages of the service itself (/docs) call it.
+    cors_allowed_origins: str = Field("", validation_alias="CORS_ALLOWED_ORIGINS")
+    # When set, GET /metrics needs `Authorization: Bearer <this>` (it lists tenant ids).
+    metrics_bearer_token: SecretStr | None = Field(
+        None, min_length=1, validation_alias="METRICS_BEARER_TOKEN"
+    )
+
     # Build information for /version (set by the Docker build; `git` is asked otherwise)
     build_time: str = Field("unknown", validation_alias="BUILD_TIME")
     git_commit: str | None = Field(None, validation_alias="GIT_COMMIT")
@@ -158,7 +186,24 @@ class Settings(BaseSettings):
                      "idempotency_cleanup_interval"):  # fmt: skip
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"{name.upper()} must be greater than 0")
+        if self.auth_mode == "jwt":
+            if not self.jwt_issuer or not self.jwt_audience:
+                raise ValueError("AUTH_MODE=jwt needs JWT_ISSUER and JWT_AUDIENCE")
+            if (self.jwt_jwks_file is None) == (self.jwt_jwks_url is None):
+                raise ValueError("AUTH_MODE=jwt needs one of JWT_JWKS_FILE or JWT_JWKS_URL")
+            if self.jwt_jwks_file is not None and not self.jwt_jwks_file.is_file():
+                raise ValueError(f"JWT_JWKS_FILE {self.jwt_jwks_file} is not a readable file")
+        for origin in self.cors_origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"CORS_ALLOWED_ORIGINS: {origin!r} is not an origin such as "
+                    "https://app.example.com or http://localhost:3000 (or *)"
+                )
         return self
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.cors_allowed_origins.split(",") if part.strip())
 
     @property
     def use_embedded_db(self) -> bool:

@@ -10,6 +10,7 @@ of stdlib loggers (uvicorn, asyncpg, alembic, our launcher) go through the same 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from typing import Any, TextIO
@@ -48,7 +49,14 @@ def configure_logging(
     ]
     renderer: structlog.types.Processor
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        # Tracebacks without local variables: rich (when installed) would print them, and a
+        # frame's locals can hold a bearer token or a database password.
+        formatter: structlog.typing.ExceptionRenderer = structlog.dev.plain_traceback
+        if importlib.util.find_spec("rich") is not None:
+            formatter = structlog.dev.RichTracebackFormatter(show_locals=False)
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=formatter
+        )
     else:
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)

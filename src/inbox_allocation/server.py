@@ -9,6 +9,7 @@ that copy first, and new connections are refused from the first moment of the dr
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 
 import uvicorn
@@ -33,8 +34,29 @@ def _note_signal(signum: int, _frame: object) -> None:
     log.info("received signal after drain", signal=signal.Signals(signum).name)
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: may well be reachable from elsewhere
+
+
+def warn_if_exposed(settings: Settings) -> None:
+    """One warning at start-up when anyone who can reach the port can claim any identity."""
+    if settings.auth_mode == "headers" and not is_loopback(settings.server_host):
+        log.warning(
+            "AUTH_MODE=headers on a non-loopback address: identities are trusted from the "
+            "X-Tenant-ID and X-Operator-ID headers, so only run this behind a gateway that "
+            "authenticates callers and sets them (or use AUTH_MODE=token or jwt)",
+            host=settings.server_host,
+        )
+
+
 def serve_http(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT and a completed drain; returns normally (exit code 0)."""
+    warn_if_exposed(settings)
     config = uvicorn.Config(
         APP_FACTORY,
         factory=True,

@@ -1,7 +1,8 @@
 """Request dependencies: the database, the settings and the caller's identity.
 
-Every `/api/v1` route needs both identity headers (docs/decisions.md#identity-headers). The caller
-is resolved
+Every `/api/v1` route needs both identity headers (docs/decisions.md#identity-headers). With AUTH_MODE=token or
+jwt the authentication middleware (api.auth) has verified the bearer credential and set them
+to its tenant and operator, so the same checks serve every mode. The caller is resolved
 once per request: an operator id that does not belong to the X-Tenant-ID tenant is refused
 with 401 before any data of the tenant is read or written.
 
@@ -114,6 +115,14 @@ def require_admin(caller: Caller) -> Caller:
     return caller
 
 
+def require_self_or_admin(caller: Caller, operator_id: UUID | None) -> Caller:
+    """An ADMIN may act on any operator of its tenant, anyone else on itself only (the
+    path's operator_id; checked before the operator is looked up)."""
+    if caller.role is not Role.ADMIN and operator_id != caller.operator_id:
+        raise Forbidden("only an ADMIN acts on other operators' tokens")
+    return caller
+
+
 # The route dependencies: one flat dependency per route (FastAPI's dependency solving is a
 # measurable share of each request). The identity headers are documented on every /api/v1
 # operation by api.openapi.
@@ -136,7 +145,13 @@ async def admin_caller(request: Request) -> Caller:
     return require_admin(await current_caller(request))
 
 
+async def self_or_admin_caller(request: Request) -> Caller:
+    operator_id = parse_uuid(str(request.path_params.get("operator_id", "")))
+    return require_self_or_admin(await current_caller(request), operator_id)
+
+
 IdentityDep = Annotated[Identity, Depends(identity)]
 CallerDep = Annotated[Caller, Depends(current_caller)]
 ManagerDep = Annotated[Caller, Depends(manager_caller)]
 AdminDep = Annotated[Caller, Depends(admin_caller)]
+SelfOrAdminDep = Annotated[Caller, Depends(self_or_admin_caller)]

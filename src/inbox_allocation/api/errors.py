@@ -36,6 +36,7 @@ from inbox_allocation.domain.errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
+from inbox_allocation.domain.ids import parse_uuid
 from inbox_allocation.logging import get_logger
 
 log = get_logger(__name__)
@@ -71,15 +72,27 @@ def validation_error_to_api_error(errors: list[dict[str, Any]]) -> ApiError:
     return ValidationFailed(details=[_describe(error) for error in errors])
 
 
-async def _api_error(_: Request, exc: Exception) -> Response:
+def _challenge(request: Request, status: int) -> dict[str, str] | None:
+    """With bearer credentials (AUTH_MODE token or jwt) every 401 names the scheme."""
+    if status == 401 and request.app.state.settings.auth_mode != "headers":
+        return {"WWW-Authenticate": "Bearer"}
+    return None
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.details)
+    return error_response(
+        exc.status, exc.code, exc.message, exc.details, headers=_challenge(request, exc.status)
+    )
 
 
 async def _request_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     api_error = await identity_error(request) or validation_error_to_api_error(list(exc.errors()))
-    return error_response(api_error.status, api_error.code, api_error.message, api_error.details)
+    return error_response(
+        api_error.status, api_error.code, api_error.message, api_error.details,
+        headers=_challenge(request, api_error.status),
+    )  # fmt: skip
 
 
 def _guards(dependant: Dependant) -> set[Callable[..., object]]:
@@ -106,12 +119,17 @@ async def identity_error(request: Request) -> ApiError | None:
     headers = request.headers
     try:
         identity = deps.read_identity(headers)
-        if guards & {deps.current_caller, deps.manager_caller, deps.admin_caller}:
+        callers = {deps.current_caller, deps.manager_caller, deps.admin_caller,
+                   deps.self_or_admin_caller}  # fmt: skip
+        if guards & callers:
             caller = await deps.verify_caller(identity, deps.db_of(request))
             if deps.admin_caller in guards:
                 deps.require_admin(caller)
             elif deps.manager_caller in guards:
                 deps.require_manager(caller)
+            elif deps.self_or_admin_caller in guards:
+                operator_id = str(request.path_params.get("operator_id", ""))
+                deps.require_self_or_admin(caller, parse_uuid(operator_id))
     except ApiError as error:
         return error
     return None
@@ -191,7 +209,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorEnvelope, "description": description}
     for status, description in {
         400: "Bad request, validation error or missing identity header",
-        401: "The operator does not belong to the tenant",
+        401: "Missing, malformed, unknown, revoked or expired credentials, or the operator "
+        "does not belong to the tenant (UNAUTHORIZED)",
         403: "Role or subscription does not allow this",
         404: "Not found (other tenants' objects look the same)",
         409: "Conflict with the current state",

@@ -26,6 +26,12 @@ REPLAY_HEADERS = [(b"idempotent-replayed", b"true"), (b"x-idempotency-replay", b
 log = get_logger(__name__)
 
 
+def _issues_a_secret(scope: Scope) -> bool:
+    """POST …/operators/{id}/tokens answers with a new API token: storing that response for
+    replay would keep the secret in the database. A retried creation makes a second token."""
+    return bool(scope["method"] == "POST" and scope["path"].endswith("/tokens"))
+
+
 def _headers(scope: Scope) -> dict[bytes, bytes]:
     return dict(scope["headers"])
 
@@ -52,6 +58,7 @@ class IdempotencyMiddleware:
             or scope["method"] not in MUTATING_METHODS
             or not scope["path"].startswith("/api/v1/")
             or len(scope["path"]) > MAX_PATH_LENGTH
+            or _issues_a_secret(scope)
         ):
             await self.app(scope, receive, send)
             return

@@ -1,7 +1,8 @@
 """Pure ASGI middleware (no per-request Request objects: they sit on every hot path).
 
 Order, outermost first: request context (id, trace ids, access log, request metrics,
-last-resort 500) → CORS → body-size limit → JSON bodies → idempotency → the application.
+last-resort 500) → CORS (when configured) → body-size limit → JSON bodies → authentication
+(api.auth) → idempotency → the application.
 The request context is outermost so that every response (preflights, 413s, replays and
 500s included) carries its ids and is counted in the metrics.
 """
@@ -109,10 +110,14 @@ class RequestContextMiddleware:
 
 
 class CorsMiddleware:
-    """CORS, with the idempotency and correlation headers allowed (docs/decisions.md#cors).
+    """CORS for the origins in CORS_ALLOWED_ORIGINS (installed only when that list is not
+    empty; `*` allows every origin). A request from any other origin, or without one, gets no
+    Access-Control-Allow-* headers, so a browser keeps other sites' pages from reading or
+    driving the API.
 
-    `OPTIONS` on any path is a preflight: 204 with the CORS headers, no auth, no tenant.
-    Other responses echo the request's Origin.
+    A preflight (`OPTIONS` with Origin and Access-Control-Request-Method) from an allowed
+    origin is answered here: 204 with the CORS headers, no credentials needed. Other
+    responses to an allowed origin name it in Access-Control-Allow-Origin.
     """
 
     ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -124,21 +129,35 @@ class CorsMiddleware:
         "X-Request-ID, X-Correlation-ID, Idempotent-Replayed, X-Idempotency-Replay, traceparent"
     )
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, origins: tuple[str, ...]) -> None:
         self.app = app
+        self.any_origin = "*" in origins
+        self.origins = frozenset(origins)
+
+    def _allowed(self, origin: str | None) -> str | None:
+        """The Access-Control-Allow-Origin value for this Origin, or None."""
+        if origin is None:
+            return None
+        if self.any_origin:
+            return "*"
+        return origin if origin in self.origins else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        origin = _header(scope, b"origin") or ""
-        if scope["method"] == "OPTIONS":
+        allow_origin = self._allowed(_header(scope, b"origin"))
+        preflight = (
+            scope["method"] == "OPTIONS"
+            and _header(scope, b"access-control-request-method") is not None
+        )
+        if allow_origin is not None and preflight:
             await send(
                 {
                     "type": "http.response.start",
                     "status": 204,
                     "headers": [
-                        (b"access-control-allow-origin", origin.encode("latin-1")),
+                        (b"access-control-allow-origin", allow_origin.encode("latin-1")),
                         (b"access-control-allow-methods", self.ALLOW_METHODS.encode()),
                         (b"access-control-allow-headers", self.ALLOW_HEADERS.encode()),
                         (b"access-control-expose-headers", self.EXPOSE_HEADERS.encode()),
@@ -153,8 +172,10 @@ class CorsMiddleware:
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["Access-Control-Allow-Origin"] = origin
-                headers["Access-Control-Expose-Headers"] = self.EXPOSE_HEADERS
+                if allow_origin is not None:
+                    headers["Access-Control-Allow-Origin"] = allow_origin
+                    headers["Access-Control-Expose-Headers"] = self.EXPOSE_HEADERS
+                # The answer depends on Origin: caches must not serve one origin's to another.
                 headers.add_vary_header("Origin")
             await send(message)
 

@@ -48,25 +48,48 @@ def _document_middleware_headers(document: dict[str, Any]) -> None:
         "with the same Idempotency-Key (also sent as X-Idempotency-Replay)",
         "schema": {"type": "string", "enum": ["true"]},
     }
+    document["components"]["securitySchemes"] = {
+        "TenantHeader": {"type": "apiKey", "in": "header", "name": "X-Tenant-ID",
+                         "description": f"AUTH_MODE=headers: tenant UUID (demo: {SEED_TENANT})"},
+        "OperatorHeader": {"type": "apiKey", "in": "header", "name": "X-Operator-ID",
+                           "description": "AUTH_MODE=headers: operator UUID (demo ADMIN: "
+                           f"{SEED_ADMIN})"},
+        "BearerAuth": {"type": "http", "scheme": "bearer",
+                       "description": "AUTH_MODE=token: an API token (iat_…); AUTH_MODE=jwt: "
+                       "a JWT from the identity provider"},
+    }  # fmt: skip
     key_schema = {"type": "string", "minLength": 1, "maxLength": 255}
     uuid_schema = {"type": "string", "format": "uuid"}
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
             params = operation.setdefault("parameters", [])
             if path.startswith("/api/v1/"):
+                # Either both identity headers (AUTH_MODE=headers) or a bearer credential
+                # (token, jwt): Swagger's Authorize button fills in whichever is chosen.
+                operation["security"] = [
+                    {"TenantHeader": [], "OperatorHeader": []},
+                    {"BearerAuth": []},
+                ]
                 params[:0] = [
-                    {**_header("X-Tenant-ID", "Tenant UUID", uuid_schema), "required": True,
-                     "example": SEED_TENANT},
-                    {**_header("X-Operator-ID", "UUID of the calling operator; it must "
-                               "belong to the tenant (else 401 UNAUTHORIZED)", uuid_schema),
-                     "required": True, "example": SEED_ADMIN},
+                    _header("X-Tenant-ID", "Tenant UUID. Required with AUTH_MODE=headers; with "
+                            "a bearer credential optional, and must then match it (else 401)",
+                            uuid_schema),
+                    _header("X-Operator-ID", "UUID of the calling operator; it must belong to "
+                            "the tenant (else 401 UNAUTHORIZED). Required with "
+                            "AUTH_MODE=headers; with a bearer credential optional, and must "
+                            "then match it", uuid_schema),
                 ]  # fmt: skip
             params += [
                 _header("X-Request-ID", "Request id echoed in the response (any string)",
                         {"type": "string"}),
                 _header("traceparent", "W3C trace context to continue", {"type": "string"}),
             ]  # fmt: skip
-            mutating = method in MUTATING and path.startswith("/api/v1/")
+            # A token's creation is never replayed (it would store the secret).
+            mutating = (
+                method in MUTATING
+                and path.startswith("/api/v1/")
+                and not (method == "post" and path.endswith("/tokens"))
+            )
             if mutating:
                 params += [
                     _header("Idempotency-Key", _IDEMPOTENCY_DESCRIPTION, key_schema),

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import math
 import os
 import re
@@ -59,6 +60,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
+from inbox_allocation.api.responses import error_response
 from inbox_allocation.db.pool import Database
 from inbox_allocation.logging import get_logger
 from inbox_allocation.sql import stats as sql
@@ -460,12 +462,22 @@ def render(*computed: Collector, accept: str = "") -> tuple[bytes, str]:
 
 
 class MetricsEndpoint:
-    """GET /metrics: no identity headers, never a 500 because of the database."""
+    """GET /metrics: no identity headers, never a 500 because of the database. With a
+    bearer token (METRICS_BEARER_TOKEN) a scrape without it is 401: the samples name every
+    tenant."""
 
-    def __init__(self) -> None:
+    def __init__(self, bearer_token: str | None = None) -> None:
         self.queue = QueueStatsCollector()
+        self.expected = f"Bearer {bearer_token}".encode() if bearer_token else None
 
     async def handle(self, request: Request) -> Response:
+        if self.expected is not None and not hmac.compare_digest(
+            request.headers.get("authorization", "").encode("latin-1"), self.expected
+        ):
+            return error_response(
+                401, "UNAUTHORIZED", "a metrics bearer token is required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )  # fmt: skip
         db: Database | None = getattr(request.app.state, "db", None)
         if db is not None:
             await self.queue.refresh(db)
@@ -474,11 +486,13 @@ class MetricsEndpoint:
         return Response(body, headers={"Content-Type": content_type})
 
 
-def install(app: Starlette, routes: Iterable[BaseRoute]) -> RequestMetrics:
+def install(
+    app: Starlette, routes: Iterable[BaseRoute], bearer_token: str | None = None
+) -> RequestMetrics:
     """Serve GET /metrics on `app` (its endpoint kept as `app.state.metrics_endpoint`) and
     return the request recorder for the middleware, which resolves unrouted requests against
     `routes` (the application's API routes)."""
-    endpoint = MetricsEndpoint()
+    endpoint = MetricsEndpoint(bearer_token)
     app.state.metrics_endpoint = endpoint
     app.add_route(METRICS_PATH, endpoint.handle, methods=["GET"], include_in_schema=False)
     # FastAPI records only its API routes in the scope; /metrics is found by its pattern.

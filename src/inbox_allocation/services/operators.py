@@ -17,6 +17,7 @@ from inbox_allocation.domain.enums import Role
 from inbox_allocation.domain.errors import CannotModifySelf, Forbidden, LastAdmin, NotFound
 from inbox_allocation.services.pagination import fetch_page
 from inbox_allocation.sql import operators as sql
+from inbox_allocation.sql import tokens as tokens_sql
 
 
 class AdminCensus(TypedDict):
@@ -116,6 +117,9 @@ class OperatorService:
             await conn.execute(sql.REQUEUE_OPERATOR_CONVERSATIONS, tenant_id, operator_id)
             await conn.execute(sql.CLEAR_CONVERSATION_ASSIGNEE, tenant_id, operator_id)
             await conn.execute(sql.CLEAR_LABEL_CREATOR, tenant_id, operator_id)
+            # Its tokens die with it: the records by the foreign key's cascade, the lookup
+            # rows that authenticate them here.
+            await conn.execute(tokens_sql.DELETE_OPERATOR_LOOKUPS, tenant_id, operator_id)
             await conn.execute(sql.DELETE_OPERATOR, tenant_id, operator_id)
 
     @staticmethod
