@@ -71,8 +71,9 @@ RETURNING l.id
 """
 
 # Attach/detach, first lookup: the conversation's inbox and whether the caller is subscribed
-# to it. KEY SHARE keeps the row from being deleted until the attachment commits (the foreign
-# key check takes the same lock) without blocking allocations, claims or lifecycle updates.
+# to it. FOR SHARE keeps the row from being moved to another inbox (or deleted) until the
+# attachment commits: a move waits and then detaches the old inbox's labels, this one too
+# (a KEY SHARE lock would let the move commit under an attach that still sees the old inbox).
 # $1 tenant_id, $2 conversation id, $3 caller's operator id
 LOCK_CONVERSATION = """
 SELECT c.inbox_id,
@@ -83,7 +84,7 @@ SELECT c.inbox_id,
        ) AS caller_subscribed
 FROM conversation_refs c
 WHERE c.tenant_id = $1 AND c.id = $2
-FOR KEY SHARE OF c
+FOR SHARE OF c
 """
 
 # Attach/detach, second lookup: the label's inbox.

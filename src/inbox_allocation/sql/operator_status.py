@@ -58,13 +58,15 @@ RETURNING {STATUS_COLUMNS}
 """
 
 # Going OFFLINE: every conversation allocated to the operator gets a grace row; an existing
-# row for that conversation is replaced (decisions.md).
+# row for that conversation is replaced (decisions.md). Rows are inserted (and their
+# conversations key-share locked by the foreign key) in id order (sql/locking.py).
 # $1 tenant_id, $2 operator_id, $3 grace duration (interval)
 START_GRACE_PERIODS = """
 INSERT INTO grace_period_assignments (conversation_id, operator_id, expires_at, reason)
 SELECT c.id, c.assigned_operator_id, now() + $3::interval, 'OFFLINE'
 FROM conversation_refs c
 WHERE c.tenant_id = $1 AND c.assigned_operator_id = $2 AND c.state = 'ALLOCATED'
+ORDER BY c.id
 ON CONFLICT (conversation_id) DO UPDATE
 SET operator_id = EXCLUDED.operator_id,
     expires_at = EXCLUDED.expires_at,
