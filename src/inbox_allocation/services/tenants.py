@@ -51,21 +51,20 @@ class TenantService:
         """Store the weights (rounded by the numeric(5,4) columns) and return the tenant as
         stored (D-42). `operator_id` (the caller) is recorded as `updated_by`.
 
-        The stored priority keys of the tenant's open conversations are recomputed in the
-        same transaction, so the very next allocation follows the new weights.
+        One row changes: the tenant's, with a new weights version. The priority keys of its
+        conversations follow in the background (services/priority_keys.py); until they have,
+        allocation serves the rows not recomputed yet in the order of the weights their keys
+        carry (docs in that module).
         """
         failures = weight_rule_failures(alpha, beta)
         if failures:
             raise ValidationFailed(details=failures)
-        async with self.db.transaction() as conn:
-            row: asyncpg.Record | None = await conn.fetchrow(
-                sql.UPDATE_WEIGHTS, tenant_id, _exact(alpha), _exact(beta), operator_id
-            )
-            if row is None:
-                raise NotFound("tenant not found")
-            # The very next allocation orders by the new weights.
-            await conn.execute(sql.RECOMPUTE_PRIORITY_KEYS, tenant_id)
-            return row
+        row: asyncpg.Record | None = await self.db.fetchrow(
+            sql.UPDATE_WEIGHTS, tenant_id, _exact(alpha), _exact(beta), operator_id
+        )
+        if row is None:
+            raise NotFound("tenant not found")
+        return row
 
 
 def _exact(value: float) -> Decimal:

@@ -15,7 +15,7 @@ allocates — so concurrent requests of one operator can never overshoot.
 from inbox_allocation.sql.conversations import (
     CONVERSATION_COLUMNS,
     conversation_columns,
-    live_priority,
+    reported_priority,
 )
 
 
@@ -36,13 +36,13 @@ def _best_of_each_inbox(condition: str, key: str) -> str:
     ) AS pick"""
 
 
-# Young: waiting under 24 h at $3; the index scan starts at the highest key a young row can
-# have. `flag` picks the unflagged or the flagged part of the index.
+# Young: waiting under 24 h at $3. `flag` picks the unflagged or the flagged part of the
+# index. No upper bound on the key: a row whose keys still carry older weights (a weights
+# change is being recomputed, services/priority_keys.py) can lie above the highest key a
+# young row has under the current weights, and must stay reachable.
 def _young(flag: str) -> str:
     return _best_of_each_inbox(
-        f"""{flag} AND c.last_message_at > to_timestamp($3::float8 - 86400)
-          AND c.priority_young_key
-              <= subscribed.alpha - subscribed.beta * ($3::float8 - 86400) / 86400 + 1e-9""",
+        f"{flag} AND c.last_message_at > to_timestamp($3::float8 - 86400)",
         "priority_young_key",
     )
 
@@ -132,7 +132,7 @@ SET state = 'ALLOCATED', assigned_operator_id = $2, updated_at = now()
 FROM chosen, tenants t
 WHERE c.id = chosen.id AND c.tenant_id = $1 AND t.id = c.tenant_id
   AND EXISTS (SELECT 1 FROM still_subscribed)
-RETURNING {conversation_columns(live_priority("$3::float8"))}
+RETURNING {conversation_columns(reported_priority("$3::float8"))}
 """
 
 # Why nothing was allocated (only run after ALLOCATE_NEXT returned no row).

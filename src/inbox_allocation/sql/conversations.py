@@ -20,6 +20,21 @@ def live_priority(at_epoch: str) -> str:
     return f"LEAST({young}, c.priority_aged_key + {beta})"
 
 
+def reported_priority(at_epoch: str) -> str:
+    """SQL for the priority a response reports for conversation `c` at `at_epoch`: contract
+    §6.6 from the row's count and last message time with the tenant's current weights
+    (joined as `t`), rounded to 6 places like the stored score.
+
+    It equals live_priority() up to floating-point noise (the keys cancel a large term), but
+    unlike the keys it never depends on the weights a row's keys were computed with: rows
+    not recomputed yet after a weights change (and RESOLVED rows) report the right value.
+    """
+    alpha, beta = "t.priority_weight_alpha::float8", "t.priority_weight_beta::float8"
+    count = "LEAST(log((c.message_count + 1)::float8) / 3, 1)"
+    waited = f"LEAST((({at_epoch}) - extract(epoch FROM c.last_message_at)::float8) / 86400, 1)"
+    return f"round(({alpha} * {count} + {beta} * {waited})::numeric, 6)::float8"
+
+
 def conversation_columns(priority: str) -> str:
     """The columns every conversation response carries (contract §4.1), from alias `c`."""
     return f"""
@@ -30,7 +45,7 @@ def conversation_columns(priority: str) -> str:
 
 
 # With the priority at the statement's instant (needs `t`, the conversation's tenant).
-CONVERSATION_COLUMNS = conversation_columns(live_priority(NOW_EPOCH))
+CONVERSATION_COLUMNS = conversation_columns(reported_priority(NOW_EPOCH))
 
 # The attached labels as a JSON array `[{id, name, color?}]` ordered by name (D-31), built by
 # PostgreSQL so a page of conversations costs one round trip, not one per row.

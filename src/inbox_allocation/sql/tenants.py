@@ -12,12 +12,15 @@ WHERE id = $1  -- $1 = tenant_id
 """
 
 # The columns are numeric(5,4): PostgreSQL rounds to 4 decimal places and RETURNING gives the
-# stored values, which is what the response shows (D-42).
+# stored values, which is what the response shows (D-42). Only the tenant row changes: the
+# new version makes the priority-keys worker recompute the conversations' keys
+# (services/priority_keys.py), so no conversation is locked here.
 # $1 tenant_id, $2 alpha, $3 beta, $4 updated_by (the caller)
 UPDATE_WEIGHTS = """
 UPDATE tenants
 SET priority_weight_alpha = $2,
     priority_weight_beta = $3,
+    weights_version = weights_version + 1,
     updated_at = now(),
     updated_by = $4
 WHERE id = $1  -- $1 = tenant_id
@@ -25,15 +28,4 @@ RETURNING id, name,
           priority_weight_alpha::float8 AS priority_weight_alpha,
           priority_weight_beta::float8 AS priority_weight_beta,
           created_at, updated_at
-"""
-
-# After a weights change, in the same transaction: recompute the priority keys of the
-# tenant's open conversations (assigning message_count to itself fires the key trigger of
-# migration 0003, which reads the new weights). Resolved ones get fresh keys when reopened.
-# While this runs, concurrent allocations skip the locked rows of this tenant.
-# $1 tenant_id
-RECOMPUTE_PRIORITY_KEYS = """
-UPDATE conversation_refs c
-SET message_count = c.message_count
-WHERE c.tenant_id = $1 AND c.state <> 'RESOLVED'
 """
