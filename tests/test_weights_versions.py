@@ -1,7 +1,9 @@
 """Weights changes at any size (services/priority_keys.py, migration 0009).
 
-- PUT /tenant/weights changes the tenant row only: it succeeds while conversations of the
-  tenant are locked (it used to lock every open conversation in one statement, F7);
+- PUT /tenant/weights changes the tenant row, then recomputes keys without waiting for any
+  row: it succeeds while conversations of the tenant are locked (it used to lock every open
+  conversation in one statement, F7), and on a small tenant the keys are current when it
+  answers;
 - a conversation ingested while the change commits gets the current keys once the worker
   has run (it used to keep the old weights' keys until its next message, F6);
 - during the transition every queued conversation stays reachable by allocation, and once
@@ -124,11 +126,10 @@ async def test_every_queued_conversation_stays_reachable_during_the_transition(
     client: httpx.AsyncClient, db: asyncpg.Pool, pinned_clock: datetime
 ) -> None:
     await queue_random(db, pinned_clock, 40, seed=1)
-    # beta rises: the young keys of old rows lie above any young key of the new weights.
-    changed = await client.put(
-        WEIGHTS, headers=headers(ACME_ADMIN), json={"alpha": 0.1, "beta": 0.9}
-    )
-    assert changed.status_code == 200
+    # The change as committed by PUT before any key is recomputed (what a deep queue looks
+    # like for a while); beta rises: the young keys of old rows lie above any young key of
+    # the new weights.
+    await db.fetchrow(tenants_sql.UPDATE_WEIGHTS, TENANT, 0.1, 0.9, uuid.UUID(ACME_ADMIN))
     assert await PriorityKeys(Database(db)).stale(TENANT) > 0
     assert len(await drain(client)) == 40
 
@@ -159,6 +160,16 @@ async def test_the_order_is_exact_once_the_worker_has_caught_up(
     assert all(a >= b - 1e-9 for a, b in itertools.pairwise(scores)), scores
     for item in taken:
         assert abs(float(str(item["priority_score"])) - expected[str(item["id"])]) < 1e-6
+
+
+async def test_a_small_tenant_has_current_keys_when_the_change_answers(
+    client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    changed = await client.put(
+        WEIGHTS, headers=headers(ACME_ADMIN), json={"alpha": 0.3, "beta": 0.7}
+    )
+    assert changed.status_code == 200
+    assert await PriorityKeys(Database(db)).stale(TENANT) == 0
 
 
 async def test_f26_f27_reported_priority_follows_the_current_weights(

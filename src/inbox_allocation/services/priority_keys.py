@@ -1,7 +1,9 @@
 """Priority keys after a weights change: recomputed in the background, in small batches.
 
 PUT /tenant/weights changes one row (the tenant's weights and `weights_version`, migration
-0009). Conversations keep the keys they have until this worker recomputes them: batches of
+0009), then recomputes for up to a second itself (a tenant of up to some tens of thousands
+of conversations has the new order when the PUT answers). The rest keep the keys they have
+until this worker recomputes them: batches of
 `BATCH` rows of an older version, each its own short statement that skips locked rows, tenant
 by tenant, until a batch finds nothing. Every replica runs it; SKIP LOCKED lets several
 share the work. A conversation ingested while the change was committing (its key trigger
@@ -24,6 +26,7 @@ the transition at 1M queued).
 
 from __future__ import annotations
 
+import time
 from uuid import UUID
 
 from inbox_allocation.db.pool import Database
@@ -49,10 +52,11 @@ class PriorityKeys:
             total += await self.catch_up_tenant(row["tenant_id"])
         return total
 
-    async def catch_up_tenant(self, tenant_id: UUID) -> int:
-        """Batches until one recomputes nothing (rows locked meanwhile wait for a later run)."""
+    async def catch_up_tenant(self, tenant_id: UUID, until: float | None = None) -> int:
+        """Batches until one recomputes nothing (rows locked meanwhile wait for a later run)
+        or, with `until` (time.monotonic()), until then."""
         done = 0
-        while True:
+        while until is None or time.monotonic() < until:
             status = await self.db.execute(sql.RECOMPUTE_BATCH, tenant_id, self.batch)
             count = int(status.rsplit(" ", 1)[1])
             done += count
