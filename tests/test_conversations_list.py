@@ -71,7 +71,7 @@ async def all_pages(client: httpx.AsyncClient, **params: Any) -> list[str]:
     raise AssertionError("pagination did not end")
 
 
-ROW_COLUMNS = """c.id, c.last_message_at, c.message_count,
+ROW_COLUMNS = """c.id, c.last_message_at, c.message_count, c.state::text AS state,
     t.priority_weight_alpha::float8 AS alpha, t.priority_weight_beta::float8 AS beta"""
 
 
@@ -93,10 +93,10 @@ def expected_order(rows: list[asyncpg.Record], sort: str, at: datetime | None = 
         ordered = sorted(rows, key=newest, reverse=True)
     elif sort == "oldest":
         ordered = sorted(rows, key=newest)
-    else:  # allocation order: live priority DESC, longest waiting first, id
+    else:  # the queue in allocation order: live priority DESC, longest waiting first, id
         assert at is not None, "priority order needs the evaluation instant"
         ordered = sorted(
-            rows,
+            (r for r in rows if r["state"] == "QUEUED"),
             key=lambda r: allocation_order_key(
                 message_count=r["message_count"], last_message_at=r["last_message_at"],
                 id=str(r["id"]), at=at, alpha=r["alpha"], beta=r["beta"],

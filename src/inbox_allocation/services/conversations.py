@@ -22,7 +22,7 @@ import orjson
 from inbox_allocation.db.pool import Database
 from inbox_allocation.domain.clock import Clock, utc_now
 from inbox_allocation.domain.enums import ConversationState, Role
-from inbox_allocation.domain.errors import NotFound
+from inbox_allocation.domain.errors import NotFound, ValidationFailed
 from inbox_allocation.domain.ids import parse_uuid
 from inbox_allocation.sql import conversations as sql
 
@@ -33,7 +33,7 @@ SEARCH_LIMIT = 100  # contract §3.21: at most 100 rows, no pagination
 class ListSort(StrEnum):
     NEWEST = "newest"  # last_message_at DESC, id DESC
     OLDEST = "oldest"  # last_message_at ASC, id ASC
-    PRIORITY = "priority"  # score DESC, last_message_at ASC, id ASC (the allocation order)
+    PRIORITY = "priority"  # the queue: score DESC, last_message_at ASC, id ASC (allocation)
 
 
 class InvalidCursor(ValueError):
@@ -193,6 +193,16 @@ class ConversationService:
         if query.sort is ListSort.PRIORITY:
             at = cursor.at if cursor and cursor.at is not None else self.clock().timestamp()
             args += [cursor.score if cursor else None, at]
+        if query.sort is ListSort.PRIORITY:
+            assert at is not None
+            return await self._queue_page(
+                tenant_id=tenant_id,
+                operator_id=operator_id,
+                role=role,
+                query=query,
+                args=args,
+                at=at,
+            )
         where = _Fragments(args)
         if query.state is not None:
             where.add(sql.LIST_WHERE_STATE, query.state.value)
@@ -205,6 +215,46 @@ class ConversationService:
         if role is Role.OPERATOR:
             where.add(sql.VISIBLE_TO_OPERATOR, operator_id)
         rows = await self.db.fetch(where.into(_LIST_STATEMENTS[query.sort]), *args)
+        if len(rows) <= query.per_page:
+            return ConversationPage(rows, has_more=False)
+        page = rows[: query.per_page]
+        return ConversationPage(page, True, Cursor.after(query.sort, page[-1], at).encode())
+
+    async def _queue_page(
+        self,
+        *,
+        tenant_id: UUID,
+        operator_id: UUID,
+        role: Role,
+        query: ListQuery,
+        args: list[Any],
+        at: float,
+    ) -> ConversationPage:
+        """sort=priority: the queue (QUEUED conversations) in allocation order, read from the
+        per-inbox allocation indexes (sql.LIST_BY_PRIORITY), never by sorting the tenant."""
+        if query.state not in (None, ConversationState.QUEUED):
+            raise ValidationFailed(
+                "invalid query parameters",
+                ["sort: priority lists the queue: state must be QUEUED or omitted"],
+            )
+        if query.assigned_operator_id is not None:
+            return ConversationPage([], has_more=False)  # queued conversations have none
+        if query.label_id is not None:
+            args.append(query.label_id)  # $7
+            where = _Fragments(args)
+            if query.inbox_id is not None:
+                where.add(sql.LIST_WHERE_INBOX, query.inbox_id)
+            if role is Role.OPERATOR:
+                where.add(sql.VISIBLE_TO_OPERATOR, operator_id)
+            statement = where.into(sql.LIST_BY_PRIORITY_WITH_LABEL)
+        else:
+            where = _Fragments(args)
+            if query.inbox_id is not None:
+                where.add(sql.PRIORITY_WHERE_INBOX, query.inbox_id)
+            if role is Role.OPERATOR:
+                where.add(sql.PRIORITY_VISIBLE_TO_OPERATOR, operator_id)
+            statement = where.into(sql.LIST_BY_PRIORITY)
+        rows = await self.db.fetch(statement, *args)
         if len(rows) <= query.per_page:
             return ConversationPage(rows, has_more=False)
         page = rows[: query.per_page]

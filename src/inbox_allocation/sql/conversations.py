@@ -102,23 +102,114 @@ ORDER BY c.last_message_at ASC, c.id ASC
 LIMIT $2
 """
 
+
 # The allocation order (contract §6.7: priority DESC, longest waiting first, then id), so
-# `sort=priority` lists conversations in the order /allocate hands them out. The priority
-# is evaluated at one instant for all pages ($6, carried by the cursor), so a client paging
-# through a queue whose priorities keep moving sees neither gaps nor repeats.
+# `sort=priority` lists the queue (QUEUED conversations) in the order /allocate hands it
+# out. The priority is evaluated at one instant for all pages ($6, carried by the cursor), so
+# a client paging through a queue whose priorities keep moving sees neither gaps nor repeats.
 # Also: $5 cursor priority (NULL on the first page), $6 evaluation instant (epoch seconds).
+#
+# Served from allocation's per-inbox indexes, never by sorting the tenant: for every listed
+# inbox and priority class (young / aged, as ALLOCATE_NEXT), the first $2 rows after the
+# cursor in the class's key order — within a class that is the priority order — and the
+# best $2 of those. A class scan starts at the cursor's key (the key bound, with a little
+# slack for rounding) and checks the exact position as a filter. `/*filters*/` narrows the
+# listed inboxes (PRIORITY_WHERE_INBOX, PRIORITY_VISIBLE_TO_OPERATOR).
+def _queued_after_cursor(condition: str, key: str, key_bound: str) -> str:
+    return f"""
+    SELECT pick.id
+    FROM listed
+    CROSS JOIN LATERAL (
+        SELECT c.id
+        FROM conversation_refs c
+        WHERE c.tenant_id = $1 AND c.inbox_id = listed.inbox_id AND c.state = 'QUEUED'
+          AND {condition}
+          AND ($5::float8 IS NULL OR (c.{key} <= {key_bound} + 1e-9
+               AND ({_SCORE} < $5 OR ({_SCORE} = $5
+                    AND (c.last_message_at, c.id) > ($3::timestamptz, $4::uuid)))))
+        ORDER BY c.{key} DESC, c.last_message_at ASC, c.id ASC
+        LIMIT $2
+    ) AS pick"""
+
+
+_SCORE = (
+    "LEAST(c.priority_young_key + listed.beta * $6::float8 / 86400,"
+    " c.priority_aged_key + listed.beta)"
+)
+_YOUNG = "c.last_message_at > to_timestamp($6::float8 - 86400)"
+
 LIST_BY_PRIORITY = f"""
+WITH listed AS (
+    SELECT i.id AS inbox_id, t.priority_weight_beta::float8 AS beta,
+           (SELECT min(q.last_message_at) FROM conversation_refs q
+            WHERE q.tenant_id = $1 AND q.inbox_id = i.id AND q.state = 'QUEUED'
+              AND NOT q.aged) <= to_timestamp($6::float8 - 86400)
+           OR (SELECT min(q.last_message_at) FROM conversation_refs q
+               WHERE q.tenant_id = $1 AND q.inbox_id = i.id AND q.state = 'QUEUED'
+                 AND q.aged) <= to_timestamp($6::float8 - 86400) AS has_aged
+    FROM inboxes i
+    JOIN tenants t ON t.id = i.tenant_id
+    WHERE i.tenant_id = $1
+      /*filters*/
+),
+candidates AS ({
+    _queued_after_cursor(
+        f"NOT c.aged AND {_YOUNG}", "priority_young_key", "$5 - listed.beta * $6::float8 / 86400"
+    )
+}
+    UNION ALL{
+    _queued_after_cursor(
+        f"c.aged AND {_YOUNG}", "priority_young_key", "$5 - listed.beta * $6::float8 / 86400"
+    )
+}
+    WHERE to_timestamp($6::float8) < statement_timestamp() - interval '5 minutes'
+    UNION ALL{
+    _queued_after_cursor(
+        "c.last_message_at <= to_timestamp($6::float8 - 86400)",
+        "priority_aged_key",
+        "$5 - listed.beta",
+    )
+}
+    WHERE listed.has_aged
+)
 SELECT {conversation_columns("p.score")}, {LABELS_JSON}, p.score AS sort_score
-FROM conversation_refs c
+FROM candidates
+JOIN conversation_refs c ON c.tenant_id = $1 AND c.id = candidates.id
 JOIN tenants t ON t.id = c.tenant_id
 CROSS JOIN LATERAL (SELECT {live_priority("$6::float8")} AS score) p
-WHERE c.tenant_id = $1
+ORDER BY p.score DESC, c.last_message_at ASC, c.id ASC
+LIMIT $2
+"""
+
+# sort=priority with a label: driven by the label's attachments (a label is on few
+# conversations; scanning the inboxes' queues for it could read all of them).
+LIST_BY_PRIORITY_WITH_LABEL = f"""
+SELECT {conversation_columns("p.score")}, {LABELS_JSON}, p.score AS sort_score
+FROM labels l
+JOIN conversation_labels cl ON cl.label_id = l.id
+JOIN conversation_refs c ON c.tenant_id = $1 AND c.id = cl.conversation_id
+JOIN tenants t ON t.id = c.tenant_id
+CROSS JOIN LATERAL (SELECT {live_priority("$6::float8")} AS score) p
+WHERE l.tenant_id = $1 AND l.id = $7::uuid AND c.state = 'QUEUED'
   AND ($5::float8 IS NULL
        OR p.score < $5
        OR (p.score = $5 AND (c.last_message_at, c.id) > ($3::timestamptz, $4::uuid)))
   /*filters*/
 ORDER BY p.score DESC, c.last_message_at ASC, c.id ASC
 LIMIT $2
+"""
+
+# Inbox filters of LIST_BY_PRIORITY (on its listed inboxes `i`).
+PRIORITY_WHERE_INBOX = """
+  AND i.id = ${n}::uuid
+"""
+
+PRIORITY_VISIBLE_TO_OPERATOR = """
+  AND i.id IN (
+      SELECT s.inbox_id
+      FROM operator_inbox_subscriptions s
+      JOIN operators o ON o.id = s.operator_id
+      WHERE o.tenant_id = $1 AND s.operator_id = ${n}::uuid)
 """
 
 # Filters of the list, AND-ed into the WHERE; `{n}` is the number of the fragment's one
