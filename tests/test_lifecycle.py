@@ -204,7 +204,8 @@ async def test_move_keeps_assignee_subscribed_to_target(
     client: httpx.AsyncClient, db: asyncpg.Pool
 ) -> None:
     await db.execute(
-        "INSERT INTO operator_inbox_subscriptions (operator_id, inbox_id) VALUES ($1, $2)",
+        "INSERT INTO operator_inbox_subscriptions (tenant_id, operator_id, inbox_id) "
+        "SELECT tenant_id, id, $2 FROM operators WHERE id = $1",
         uuid.UUID(ACME_OP4), uuid.UUID(INBOX_BILLING),
     )  # fmt: skip
     response = await post(client, "move_inbox", ACME_ADMIN, conversation_id=conversation(7),
@@ -220,7 +221,8 @@ async def test_f25_move_keeps_the_grace_row_of_an_offline_assignee_who_stays(
     """The conversation stays allocated to its OFFLINE operator (subscribed to the target
     inbox): its grace row stays, so the sweeper can still release it."""
     await db.execute(
-        "INSERT INTO operator_inbox_subscriptions (operator_id, inbox_id) VALUES ($1, $2)",
+        "INSERT INTO operator_inbox_subscriptions (tenant_id, operator_id, inbox_id) "
+        "SELECT tenant_id, id, $2 FROM operators WHERE id = $1",
         uuid.UUID(ACME_OP4), uuid.UUID(INBOX_BILLING),
     )  # fmt: skip
     offline = await client.put(

@@ -202,8 +202,9 @@ async def test_f9_label_attach_while_the_conversation_moves(dsn: str, db: asyncp
     async with actors(dsn, "attach", "move") as sessions, holder(dsn) as hold:
         # The same attachment, uncommitted: the attach's insert waits for it.
         await hold.hold(
-            "INSERT INTO conversation_labels (conversation_id, label_id) VALUES ($1, $2)",
-            QUEUED_IN_SALES, sales_label,
+            "INSERT INTO conversation_labels (tenant_id, conversation_id, label_id)"
+            " VALUES ($1, $2, $3)",
+            TENANT, QUEUED_IN_SALES, sales_label,
         )  # fmt: skip
         attacher, mover = sessions["attach"], sessions["move"]
         attach = LabelService(attacher.db).attach

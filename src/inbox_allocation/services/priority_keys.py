@@ -31,6 +31,7 @@ from uuid import UUID
 
 from inbox_allocation.db.pool import Database
 from inbox_allocation.logging import get_logger
+from inbox_allocation.sql import maintenance
 from inbox_allocation.sql import priority_keys as sql
 
 log = get_logger(__name__)
@@ -48,8 +49,8 @@ class PriorityKeys:
     async def catch_up(self) -> int:
         """One run over every tenant; returns the number of rows recomputed."""
         total = 0
-        for row in await self.db.fetch(sql.TENANTS):
-            total += await self.catch_up_tenant(row["tenant_id"])
+        for row in await self.db.fetch(maintenance.ALL_TENANT_IDS):
+            total += await self.catch_up_tenant(row["id"])
         return total
 
     async def catch_up_tenant(self, tenant_id: UUID, until: float | None = None) -> int:

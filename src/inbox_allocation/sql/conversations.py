@@ -1,6 +1,8 @@
 """Statements on conversation_refs shared by several services, and the list/get/search SQL.
 
-Every statement takes the tenant id and filters on it (`c.tenant_id = $1`).
+Every statement takes the tenant id as $1 and filters every table it reads on it
+(`c.tenant_id = $1`, `t.id = $1` for the tenant row), so that on a database distributed by
+tenant (Citus) it runs on the one node that holds the tenant's rows.
 """
 
 # The instant a statement runs, in seconds since the epoch.
@@ -45,6 +47,9 @@ def conversation_columns(priority: str) -> str:
 
 
 # With the priority at the statement's instant (needs `t`, the conversation's tenant).
+# Never in a RETURNING clause: a distributed database (Citus) refuses non-immutable
+# expressions there (now(), enum-to-text casts). A modifying statement returns `c.*` from a
+# CTE and selects these columns from it (see lifecycle.RESOLVE).
 CONVERSATION_COLUMNS = conversation_columns(reported_priority(NOW_EPOCH))
 
 # The attached labels as a JSON array `[{id, name, color?}]` ordered by name (D-31), built by
@@ -54,8 +59,8 @@ LABELS_JSON = """
         SELECT json_agg(json_strip_nulls(json_build_object(
                    'id', l.id, 'name', l.name, 'color', l.color)) ORDER BY l.name, l.id)
         FROM conversation_labels cl
-        JOIN labels l ON l.id = cl.label_id AND l.tenant_id = c.tenant_id
-        WHERE cl.conversation_id = c.id
+        JOIN labels l ON l.tenant_id = $1 AND l.id = cl.label_id
+        WHERE cl.tenant_id = $1 AND cl.conversation_id = c.id
     ), '[]') AS labels
 """
 
@@ -67,7 +72,7 @@ VISIBLE_TO_OPERATOR = """
       SELECT s.inbox_id
       FROM operator_inbox_subscriptions s
       JOIN operators o ON o.id = s.operator_id
-      WHERE o.tenant_id = $1 AND s.operator_id = ${n}::uuid)
+      WHERE s.tenant_id = $1 AND o.tenant_id = $1 AND s.operator_id = ${n}::uuid)
 """
 
 # ---- GET /conversations: keyset-paginated list ------------------------------------------
@@ -83,7 +88,7 @@ VISIBLE_TO_OPERATOR = """
 LIST_NEWEST = f"""
 SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
 FROM conversation_refs c
-JOIN tenants t ON t.id = c.tenant_id
+JOIN tenants t ON t.id = $1
 WHERE c.tenant_id = $1
   AND ($3::timestamptz IS NULL OR (c.last_message_at, c.id) < ($3, $4::uuid))
   /*filters*/
@@ -94,7 +99,7 @@ LIMIT $2
 LIST_OLDEST = f"""
 SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
 FROM conversation_refs c
-JOIN tenants t ON t.id = c.tenant_id
+JOIN tenants t ON t.id = $1
 WHERE c.tenant_id = $1
   AND ($3::timestamptz IS NULL OR (c.last_message_at, c.id) > ($3, $4::uuid))
   /*filters*/
@@ -148,7 +153,7 @@ WITH listed AS (
                WHERE q.tenant_id = $1 AND q.inbox_id = i.id AND q.state = 'QUEUED'
                  AND q.aged) <= to_timestamp($6::float8 - 86400) AS has_aged
     FROM inboxes i
-    JOIN tenants t ON t.id = i.tenant_id
+    JOIN tenants t ON t.id = $1
     WHERE i.tenant_id = $1
       /*filters*/
 ),
@@ -175,7 +180,7 @@ candidates AS ({
 SELECT {conversation_columns("p.score")}, {LABELS_JSON}, p.score AS sort_score
 FROM candidates
 JOIN conversation_refs c ON c.tenant_id = $1 AND c.id = candidates.id
-JOIN tenants t ON t.id = c.tenant_id
+JOIN tenants t ON t.id = $1
 CROSS JOIN LATERAL (SELECT {live_priority("$6::float8")} AS score) p
 ORDER BY p.score DESC, c.last_message_at ASC, c.id ASC
 LIMIT $2
@@ -186,9 +191,9 @@ LIMIT $2
 LIST_BY_PRIORITY_WITH_LABEL = f"""
 SELECT {conversation_columns("p.score")}, {LABELS_JSON}, p.score AS sort_score
 FROM labels l
-JOIN conversation_labels cl ON cl.label_id = l.id
+JOIN conversation_labels cl ON cl.tenant_id = $1 AND cl.label_id = l.id
 JOIN conversation_refs c ON c.tenant_id = $1 AND c.id = cl.conversation_id
-JOIN tenants t ON t.id = c.tenant_id
+JOIN tenants t ON t.id = $1
 CROSS JOIN LATERAL (SELECT {live_priority("$6::float8")} AS score) p
 WHERE l.tenant_id = $1 AND l.id = $7::uuid AND c.state = 'QUEUED'
   AND ($5::float8 IS NULL
@@ -209,7 +214,7 @@ PRIORITY_VISIBLE_TO_OPERATOR = """
       SELECT s.inbox_id
       FROM operator_inbox_subscriptions s
       JOIN operators o ON o.id = s.operator_id
-      WHERE o.tenant_id = $1 AND s.operator_id = ${n}::uuid)
+      WHERE s.tenant_id = $1 AND o.tenant_id = $1 AND s.operator_id = ${n}::uuid)
 """
 
 # Filters of the list, AND-ed into the WHERE; `{n}` is the number of the fragment's one
@@ -234,7 +239,8 @@ LIST_WHERE_HAS_LABEL = """
       SELECT 1
       FROM conversation_labels cl
       JOIN labels l ON l.id = cl.label_id
-      WHERE cl.conversation_id = c.id AND l.tenant_id = $1 AND l.id = ${n}::uuid)
+      WHERE cl.tenant_id = $1 AND cl.conversation_id = c.id
+        AND l.tenant_id = $1 AND l.id = ${n}::uuid)
 """
 
 # ---- GET /conversations/{id} -------------------------------------------------------------
@@ -248,10 +254,11 @@ SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON},
            SELECT 1
            FROM operator_inbox_subscriptions s
            JOIN operators o ON o.id = s.operator_id
-           WHERE o.tenant_id = $1 AND s.operator_id = $3 AND s.inbox_id = c.inbox_id
+           WHERE s.tenant_id = $1 AND o.tenant_id = $1 AND s.operator_id = $3
+             AND s.inbox_id = c.inbox_id
        ) AS caller_subscribed
 FROM conversation_refs c
-JOIN tenants t ON t.id = c.tenant_id
+JOIN tenants t ON t.id = $1
 WHERE c.tenant_id = $1 AND c.id = $2
 """
 
@@ -263,7 +270,7 @@ WHERE c.tenant_id = $1 AND c.id = $2
 SEARCH_BY_PHONE = f"""
 SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
 FROM conversation_refs c
-JOIN tenants t ON t.id = c.tenant_id
+JOIN tenants t ON t.id = $1
 WHERE c.tenant_id = $1 AND c.customer_phone_number IN ($2, $3)
   /*filters*/
 ORDER BY c.created_at DESC, c.id DESC

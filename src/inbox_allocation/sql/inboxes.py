@@ -12,7 +12,7 @@ LIST_SUBSCRIBED = f"""
 SELECT {INBOX_COLUMNS}, count(*) OVER () AS total
 FROM operator_inbox_subscriptions s
 JOIN inboxes i ON i.id = s.inbox_id
-WHERE i.tenant_id = $1 AND s.operator_id = $2
+WHERE s.tenant_id = $1 AND i.tenant_id = $1 AND s.operator_id = $2
 ORDER BY s.created_at, i.id
 LIMIT $3 OFFSET $4
 """
@@ -23,7 +23,7 @@ COUNT_SUBSCRIBED = """
 SELECT count(*)
 FROM operator_inbox_subscriptions s
 JOIN inboxes i ON i.id = s.inbox_id
-WHERE i.tenant_id = $1 AND s.operator_id = $2
+WHERE s.tenant_id = $1 AND i.tenant_id = $1 AND s.operator_id = $2
 """
 
 # $1 tenant_id, $2 inbox_id
@@ -72,8 +72,7 @@ SELECT id FROM inboxes WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 INBOX_OPERATORS = """
 SELECT sub.operator_id
 FROM operator_inbox_subscriptions sub
-JOIN inboxes i ON i.id = sub.inbox_id
-WHERE i.tenant_id = $1 AND sub.inbox_id = $2
+WHERE sub.tenant_id = $1 AND sub.inbox_id = $2
 UNION
 SELECT c.assigned_operator_id
 FROM conversation_refs c
@@ -83,8 +82,7 @@ WHERE c.tenant_id = $1 AND c.inbox_id = $2 AND c.state = 'ALLOCATED'
 # $1 tenant_id, $2 inbox_id
 DELETE_INBOX_SUBSCRIPTIONS = """
 DELETE FROM operator_inbox_subscriptions sub
-USING inboxes i
-WHERE i.id = sub.inbox_id AND i.tenant_id = $1 AND sub.inbox_id = $2
+WHERE sub.tenant_id = $1 AND sub.inbox_id = $2
 """
 
 # The inbox's conversation ids in lock order (no lock: none can be added while the inbox row
@@ -108,10 +106,14 @@ WITH batch AS (
     FOR UPDATE OF c
 ),
 grace AS (
-    DELETE FROM grace_period_assignments g USING batch WHERE g.conversation_id = batch.id
+    DELETE FROM grace_period_assignments g
+    USING batch
+    WHERE g.tenant_id = $1 AND g.conversation_id = batch.id
 ),
 attachments AS (
-    DELETE FROM conversation_labels cl USING batch WHERE cl.conversation_id = batch.id
+    DELETE FROM conversation_labels cl
+    USING batch
+    WHERE cl.tenant_id = $1 AND cl.conversation_id = batch.id
 )
 DELETE FROM conversation_refs c
 USING batch

@@ -46,7 +46,7 @@ LOCK_STATUS_ROWS_SHARED = """
 SELECT s.operator_id
 FROM operator_status s
 JOIN operators o ON o.id = s.operator_id
-WHERE o.tenant_id = $1 AND s.operator_id = ANY($2::uuid[])
+WHERE s.tenant_id = $1 AND o.tenant_id = $1 AND s.operator_id = ANY($2::uuid[])
 ORDER BY s.operator_id
 FOR SHARE OF s
 """
@@ -57,7 +57,7 @@ LOCK_STATUS_ROWS_EXCLUSIVE = """
 SELECT s.operator_id
 FROM operator_status s
 JOIN operators o ON o.id = s.operator_id
-WHERE o.tenant_id = $1 AND s.operator_id = ANY($2::uuid[])
+WHERE s.tenant_id = $1 AND o.tenant_id = $1 AND s.operator_id = ANY($2::uuid[])
 ORDER BY s.operator_id
 FOR UPDATE OF s
 """

@@ -1,12 +1,7 @@
 """The priority-keys worker's statements (services/priority_keys.py).
 
-The worker serves every tenant, one at a time: the tenant list, then statements that each
-touch one tenant's rows only (`tenant_id = $1`).
-"""
-
-# Every tenant with its current weights version.
-TENANTS = """
-SELECT t.id AS tenant_id FROM tenants t ORDER BY t.id
+The worker serves every tenant, one at a time (the tenant list is maintenance.ALL_TENANT_IDS);
+each statement touches one tenant's rows only (`tenant_id = $1`, `t.id = $1`).
 """
 
 # One batch: up to $2 conversations of tenant $1 whose keys carry an older weights version,
@@ -21,8 +16,8 @@ SET message_count = c.message_count
 WHERE c.tenant_id = $1 AND c.id = ANY (ARRAY(
     SELECT s.id
     FROM conversation_refs s
-    JOIN tenants t ON t.id = s.tenant_id
-    WHERE s.tenant_id = $1 AND t.id = $1 AND s.weights_version < t.weights_version
+    JOIN tenants t ON t.id = $1
+    WHERE s.tenant_id = $1 AND s.weights_version < t.weights_version
     LIMIT $2
     FOR NO KEY UPDATE OF s SKIP LOCKED
 ))
@@ -33,6 +28,6 @@ WHERE c.tenant_id = $1 AND c.id = ANY (ARRAY(
 STALE_COUNT = """
 SELECT count(*)
 FROM conversation_refs c
-JOIN tenants t ON t.id = c.tenant_id
-WHERE c.tenant_id = $1 AND t.id = $1 AND c.weights_version < t.weights_version
+JOIN tenants t ON t.id = $1
+WHERE c.tenant_id = $1 AND c.weights_version < t.weights_version
 """
