@@ -688,11 +688,13 @@ class ChurnAgent(Agent):
 
     async def run(self) -> None:
         actions, weights = list(CHURN_WEIGHTS), list(CHURN_WEIGHTS.values())
+        first = self.rng.sample(actions, len(actions))  # every action once, then at random
         while not self.ctx.done():
             await asyncio.sleep(self.rng.uniform(0, 0.05))
             if self.ctx.done():
                 break
-            await getattr(self, f"do_{self.rng.choices(actions, weights)[0]}")()
+            action = first.pop() if first else self.rng.choices(actions, weights)[0]
+            await getattr(self, f"do_{action}")()
 
     def _name(self) -> str:
         # Unique across tenants and across the phases of one run (each phase seeds its agents
