@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from inbox_allocation.db.pool import Database
+from inbox_allocation.db.pool import Connection, Database
 from inbox_allocation.domain.enums import ConversationState, Role
 from inbox_allocation.services.conversations import (
     ConversationService,
@@ -96,7 +96,7 @@ def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-async def seq_scans(conn: asyncpg.Connection, statement: str, args: list[Any]) -> list[str]:
+async def seq_scans(conn: Connection, statement: str, args: list[Any]) -> list[str]:
     raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", *args)
     plan = json.loads(raw)[0]["Plan"]
     return [
