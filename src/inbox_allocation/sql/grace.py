@@ -4,7 +4,7 @@ The sweeper serves every tenant, one tenant at a time (a background worker, not 
 each statement takes the tenant as $1 and filters every table on it, so that on a database
 distributed by tenant (Citus) it runs on the one node holding that tenant's rows.
 
-Lock order matches the request paths (operator_status → conversation → grace row) and the
+Lock order (sql/locking.py): operator status rows (ascending) → conversation → grace row; the
 sweeper never waits on a conversation or grace row (SKIP LOCKED), so it cannot deadlock with
 status changes or lifecycle transitions; rows it skips are handled on the next batch or run.
 """

@@ -2,6 +2,9 @@
 
 Every statement filters every table it reads on the tenant (`tenant_id = $1`), so that on a
 database distributed by tenant (Citus) it runs on the node holding the tenant's rows.
+
+Lock order (sql/locking.py): the conversation (FOR SHARE), then the label, then the
+attachment.
 """
 
 # The Label shape (contract §4.8), from alias `l`.

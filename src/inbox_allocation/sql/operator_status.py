@@ -2,6 +2,9 @@
 
 Every statement filters every table it reads on the tenant ($1), so that on a database
 distributed by tenant (Citus) it runs on the node holding the tenant's rows.
+
+Lock order (sql/locking.py): the operator's status row (FOR UPDATE), then its conversations
+in id order (foreign-key checks of new grace rows), then grace rows.
 """
 
 # The status shape (contract §4.4 plus capacity), from `s` (status) and `o` (operator).

@@ -1,5 +1,9 @@
 """The caller's tenant. Every statement filters on `id = $1`, $1 being the tenant_id
-(the SQL says so too, for the tenant-filter lint)."""
+(the SQL says so too, for the tenant-filter lint).
+
+Lock order (sql/locking.py): a weights change locks the tenant row only; the conversations'
+keys are recomputed afterwards without waiting for any row (sql/priority_keys.py).
+"""
 
 # $1 tenant_id
 GET_TENANT = """
