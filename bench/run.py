@@ -490,8 +490,8 @@ class Bench:
             "baseline": baseline,
             "during": during,
             "change": change,
-            "throughput_ratio": round(during["throughput"] / baseline["throughput"], 3)
-            if baseline["throughput"]
+            "throughput_ratio": round(during["throughput_per_s"] / baseline["throughput_per_s"], 3)
+            if baseline["throughput_per_s"]
             else None,
             "stale_keys_after": self.dataset.stale_keys(WEIGHTS_TENANT),
             "keys_mismatched_after": self.dataset.keys_mismatched(WEIGHTS_TENANT),
