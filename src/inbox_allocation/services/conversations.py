@@ -200,7 +200,7 @@ def _queue_statement(
         where.add(sql.PRIORITY_WHERE_INBOX, query.inbox_id)
     if role is Role.OPERATOR:
         where.add(sql.PRIORITY_VISIBLE_TO_OPERATOR, operator_id)
-    return where.into(sql.LIST_BY_PRIORITY)
+    return where.into(sql.LIST_BY_PRIORITY_AFTER if query.cursor else sql.LIST_BY_PRIORITY)
 
 
 class ConversationService:

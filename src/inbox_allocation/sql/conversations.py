@@ -120,7 +120,15 @@ LIMIT $2
 # best $2 of those. A class scan starts at the cursor's key (the key bound, with a little
 # slack for rounding) and checks the exact position as a filter. `/*filters*/` narrows the
 # listed inboxes (PRIORITY_WHERE_INBOX, PRIORITY_VISIBLE_TO_OPERATOR).
-def _queued_after_cursor(condition: str, key: str, key_bound: str) -> str:
+def _queued_after_cursor(condition: str, key: str, key_bound: str, *, cursor: bool) -> str:
+    position = (
+        f"""
+          AND c.{key} <= {key_bound} + 1e-9
+          AND ({_SCORE} < $5 OR ({_SCORE} = $5
+               AND (c.last_message_at, c.id) > ($3::timestamptz, $4::uuid)))"""
+        if cursor
+        else ""
+    )
     return f"""
     SELECT pick.id
     FROM listed
@@ -128,10 +136,7 @@ def _queued_after_cursor(condition: str, key: str, key_bound: str) -> str:
         SELECT c.id
         FROM conversation_refs c
         WHERE c.tenant_id = $1 AND c.inbox_id = listed.inbox_id AND c.state = 'QUEUED'
-          AND {condition}
-          AND ($5::float8 IS NULL OR (c.{key} <= {key_bound} + 1e-9
-               AND ({_SCORE} < $5 OR ({_SCORE} = $5
-                    AND (c.last_message_at, c.id) > ($3::timestamptz, $4::uuid)))))
+          AND {condition}{position}
         ORDER BY c.{key} DESC, c.last_message_at ASC, c.id ASC
         LIMIT $2
     ) AS pick"""
@@ -142,8 +147,18 @@ _SCORE = (
     " c.priority_aged_key + listed.beta)"
 )
 _YOUNG = "c.last_message_at > to_timestamp($6::float8 - 86400)"
+_YOUNG_BOUND = "$5 - listed.beta * $6::float8 / 86400"
 
-LIST_BY_PRIORITY = f"""
+
+def _list_by_priority(*, cursor: bool) -> str:
+    # The first page has no position to check: its class scans read the index alone (an
+    # index-only scan once the table is vacuumed), however the plan is cached.
+    first_page = (
+        ""
+        if cursor
+        else ("AND $3::timestamptz IS NULL AND $4::uuid IS NULL AND $5::float8 IS NULL")
+    )
+    return f"""
 WITH listed AS (
     SELECT i.id AS inbox_id, t.priority_weight_beta::float8 AS beta,
            (SELECT min(q.last_message_at) FROM conversation_refs q
@@ -154,27 +169,28 @@ WITH listed AS (
                  AND q.aged) <= to_timestamp($6::float8 - 86400) AS has_aged
     FROM inboxes i
     JOIN tenants t ON t.id = $1
-    WHERE i.tenant_id = $1
+    WHERE i.tenant_id = $1 {first_page}
       /*filters*/
 ),
 candidates AS ({
-    _queued_after_cursor(
-        f"NOT c.aged AND {_YOUNG}", "priority_young_key", "$5 - listed.beta * $6::float8 / 86400"
-    )
-}
+        _queued_after_cursor(
+            f"NOT c.aged AND {_YOUNG}", "priority_young_key", _YOUNG_BOUND, cursor=cursor
+        )
+    }
     UNION ALL{
-    _queued_after_cursor(
-        f"c.aged AND {_YOUNG}", "priority_young_key", "$5 - listed.beta * $6::float8 / 86400"
-    )
-}
+        _queued_after_cursor(
+            f"c.aged AND {_YOUNG}", "priority_young_key", _YOUNG_BOUND, cursor=cursor
+        )
+    }
     WHERE to_timestamp($6::float8) < statement_timestamp() - interval '5 minutes'
     UNION ALL{
-    _queued_after_cursor(
-        "c.last_message_at <= to_timestamp($6::float8 - 86400)",
-        "priority_aged_key",
-        "$5 - listed.beta",
-    )
-}
+        _queued_after_cursor(
+            "c.last_message_at <= to_timestamp($6::float8 - 86400)",
+            "priority_aged_key",
+            "$5 - listed.beta",
+            cursor=cursor,
+        )
+    }
     WHERE listed.has_aged
 )
 SELECT {conversation_columns("p.score")}, {LABELS_JSON}, p.score AS sort_score
@@ -185,6 +201,10 @@ CROSS JOIN LATERAL (SELECT {live_priority("$6::float8")} AS score) p
 ORDER BY p.score DESC, c.last_message_at ASC, c.id ASC
 LIMIT $2
 """
+
+
+LIST_BY_PRIORITY = _list_by_priority(cursor=False)  # the first page ($3, $4, $5 NULL)
+LIST_BY_PRIORITY_AFTER = _list_by_priority(cursor=True)  # the pages after a cursor
 
 # sort=priority with a label: driven by the label's attachments (a label is on few
 # conversations; scanning the inboxes' queues for it could read all of them).
