@@ -120,20 +120,22 @@ LIMIT $2
 # best $2 of those. A class scan starts at the cursor's key (the key bound, with a little
 # slack for rounding) and checks the exact position as a filter. `/*filters*/` narrows the
 # listed inboxes (PRIORITY_WHERE_INBOX, PRIORITY_VISIBLE_TO_OPERATOR).
-def _queued_after_cursor(condition: str, key: str, key_bound: str, *, cursor: bool) -> str:
+def _queued_after_cursor(
+    condition: str, key: str, score: str, key_bound: str, *, cursor: bool
+) -> str:
     position = (
         f"""
           AND c.{key} <= {key_bound} + 1e-9
-          AND ({_SCORE} < $5 OR ({_SCORE} = $5
+          AND ({score} < $5 OR ({score} = $5
                AND (c.last_message_at, c.id) > ($3::timestamptz, $4::uuid)))"""
         if cursor
         else ""
     )
     return f"""
-    SELECT pick.id
+    SELECT pick.*
     FROM listed
     CROSS JOIN LATERAL (
-        SELECT c.id
+        SELECT c.id, {score} AS score, c.last_message_at
         FROM conversation_refs c
         WHERE c.tenant_id = $1 AND c.inbox_id = listed.inbox_id AND c.state = 'QUEUED'
           AND {condition}{position}
@@ -142,17 +144,16 @@ def _queued_after_cursor(condition: str, key: str, key_bound: str, *, cursor: bo
     ) AS pick"""
 
 
-_SCORE = (
-    "LEAST(c.priority_young_key + listed.beta * $6::float8 / 86400,"
-    " c.priority_aged_key + listed.beta)"
-)
+# The priority of a row of each class at $6 (what live_priority() gives for it), from the
+# class's own key: the class scans read nothing but their index.
+_YOUNG_SCORE = "c.priority_young_key + listed.beta * $6::float8 / 86400"
+_AGED_SCORE = "c.priority_aged_key + listed.beta"
 _YOUNG = "c.last_message_at > to_timestamp($6::float8 - 86400)"
 _YOUNG_BOUND = "$5 - listed.beta * $6::float8 / 86400"
 
 
 def _list_by_priority(*, cursor: bool) -> str:
-    # The first page has no position to check: its class scans read the index alone (an
-    # index-only scan once the table is vacuumed), however the plan is cached.
+    # The first page has no position to check; `$3`–`$5` (NULL) are only named.
     first_page = (
         ""
         if cursor
@@ -174,12 +175,16 @@ WITH listed AS (
 ),
 candidates AS ({
         _queued_after_cursor(
-            f"NOT c.aged AND {_YOUNG}", "priority_young_key", _YOUNG_BOUND, cursor=cursor
+            f"NOT c.aged AND {_YOUNG}",
+            "priority_young_key",
+            _YOUNG_SCORE,
+            _YOUNG_BOUND,
+            cursor=cursor,
         )
     }
     UNION ALL{
         _queued_after_cursor(
-            f"c.aged AND {_YOUNG}", "priority_young_key", _YOUNG_BOUND, cursor=cursor
+            f"c.aged AND {_YOUNG}", "priority_young_key", _YOUNG_SCORE, _YOUNG_BOUND, cursor=cursor
         )
     }
     WHERE to_timestamp($6::float8) < statement_timestamp() - interval '5 minutes'
@@ -187,19 +192,24 @@ candidates AS ({
         _queued_after_cursor(
             "c.last_message_at <= to_timestamp($6::float8 - 86400)",
             "priority_aged_key",
+            _AGED_SCORE,
             "$5 - listed.beta",
             cursor=cursor,
         )
     }
     WHERE listed.has_aged
+),
+best AS (
+    SELECT * FROM candidates
+    ORDER BY score DESC, last_message_at ASC, id ASC
+    LIMIT $2
 )
-SELECT {conversation_columns("p.score")}, {LABELS_JSON}, p.score AS sort_score
-FROM candidates
-JOIN conversation_refs c ON c.tenant_id = $1 AND c.id = candidates.id
+SELECT {conversation_columns(reported_priority("$6::float8"))}, {LABELS_JSON},
+       best.score AS sort_score
+FROM best
+JOIN conversation_refs c ON c.tenant_id = $1 AND c.id = best.id
 JOIN tenants t ON t.id = $1
-CROSS JOIN LATERAL (SELECT {live_priority("$6::float8")} AS score) p
-ORDER BY p.score DESC, c.last_message_at ASC, c.id ASC
-LIMIT $2
+ORDER BY best.score DESC, best.last_message_at ASC, best.id ASC
 """
 
 
