@@ -209,7 +209,7 @@ async def test_transaction_killed_before_commit_is_retried_once(
         ))  # fmt: skip
         victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
         await db.execute("SELECT pg_terminate_backend($1)", victim)
-        retried = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
+        retried = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c", (victim,))
         assert retried != victim  # the retry runs on a fresh connection
     response = await request
     assert response.status_code == 200
