@@ -50,6 +50,10 @@ def manager_id(t: int) -> str:
     return _uuid("b3000000", t)
 
 
+def admin_id(t: int) -> str:
+    return _uuid("b4000000", t)
+
+
 def operator_tenant(k: int) -> int:
     return (k - 1) // OPERATORS_PER_TENANT + 1
 
@@ -221,6 +225,53 @@ class Dataset:
         )
         self.vacuum()
         return changed, time.monotonic() - started
+
+    def ensure_admin(self, t: int) -> str:
+        """An ADMIN of tenant t (for PUT /tenant/weights)."""
+        admin, tenant = admin_id(t), tenant_id(t)
+        self.psql.run(
+            f"INSERT INTO operators (id, tenant_id, role) VALUES ('{admin}', '{tenant}', 'ADMIN')"
+            f" ON CONFLICT DO NOTHING;"
+            f"INSERT INTO operator_status (tenant_id, operator_id, status) VALUES"
+            f" ('{tenant}', '{admin}', 'OFFLINE') ON CONFLICT DO NOTHING;"
+        )
+        return admin
+
+    def stale_keys(self, t: int) -> int:
+        """Conversations of tenant t whose priority keys carry older weights."""
+        return int(
+            self.psql.run(
+                "SELECT count(*) FROM conversation_refs c JOIN tenants t ON t.id = c.tenant_id"
+                f" WHERE c.tenant_id = '{tenant_id(t)}' AND c.weights_version < t.weights_version;"
+            )
+        )
+
+    def keys_mismatched(self, t: int) -> int:
+        """Rows of tenant t whose stored keys differ from the current weights' (any state)."""
+        return int(
+            self.psql.run(
+                "SELECT count(*) FROM conversation_refs c JOIN tenants t ON t.id = c.tenant_id"
+                f" WHERE c.tenant_id = '{tenant_id(t)}' AND abs(c.priority_aged_key"
+                " - t.priority_weight_alpha::float8"
+                " * LEAST(log((c.message_count + 1)::float8) / 3, 1)) > 1e-9;"
+            )
+        )
+
+    def best_priority(self, t: int, k: int) -> float:
+        """The highest live priority (contract formula) among the QUEUED conversations of
+        operator k's inboxes, now."""
+        inboxes = ", ".join(f"'{inbox_id(g)}'" for g in subscriptions(k))
+        return float(
+            self.psql.run(
+                "SELECT max(t.priority_weight_alpha::float8"
+                " * LEAST(log((c.message_count + 1)::float8) / 3, 1)"
+                " + t.priority_weight_beta::float8"
+                " * LEAST(extract(epoch FROM now() - c.last_message_at)::float8 / 86400, 1))"
+                " FROM conversation_refs c JOIN tenants t ON t.id = c.tenant_id"
+                f" WHERE c.tenant_id = '{tenant_id(t)}' AND c.state = 'QUEUED'"
+                f" AND c.inbox_id IN ({inboxes});"
+            )
+        )
 
     def reset_statement_stats(self) -> None:
         self.psql.run("SELECT pg_stat_statements_reset();")

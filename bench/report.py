@@ -131,11 +131,40 @@ def render_markdown(results: dict[str, Any]) -> str:
     out += _throughput_section(results)
     out += _depth_section(results)
     out += _endpoints_section(results)
+    out += _weights_section(results)
     out += _where_time_goes(results)
     out += _data_section(results)
     if results.get("notes"):
         out += ["## Notes", ""] + [f"- {note}" for note in results["notes"]] + [""]
     return "\n".join(out)
+
+
+def _weights_section(results: dict[str, Any]) -> list[str]:
+    weights = results.get("weights")
+    if not weights:
+        return []
+    base, during, change = weights["baseline"], weights["during"], weights["change"]
+    order = weights["order_check"]
+    out = ["## Weights change under /allocate", ""]
+    out += _table(
+        ["", "/allocate/s", "p50 ms", "p99 ms", "non-2xx"],
+        [[name, f"{r['throughput_per_s']:.0f}", f"{r['latency_ms']['p50']:.2f}",
+          f"{r['latency_ms']['p99']:.2f}", str(r["non_2xx"])]
+         for name, r in (("without", base), ("with PUT /tenant/weights", during))],
+    )  # fmt: skip
+    out.append("")
+    out.append(
+        f"Tenant of {weights['tenant_conversations']:,} conversations, {weights['clients']} "
+        f"operators of both tenants. Throughput ratio {weights['throughput_ratio']} (target >= "
+        f"0.8). PUT answered {change.get('status')} in {change.get('put_s')} s; every key carried "
+        f"the new weights {change.get('caught_up_s')} s after the PUT (stale keys after the run: "
+        f"{weights['stale_keys_after']}, keys not matching the weights: "
+        f"{weights['keys_mismatched_after']}). Next allocation afterwards: priority "
+        f"{order['allocated_priority']} vs best by the formula {order['best_by_formula']} — "
+        f"{'exact' if order['exact'] else 'NOT exact'}."
+    )
+    out.append("")
+    return out
 
 
 def _header(results: dict[str, Any]) -> list[str]:

@@ -8,6 +8,9 @@ It starts its own PostgreSQL (fsync on) and the service (one uvicorn worker per 
    dequeue and then /allocate through wrk, interleaved so that each pair sees the same
    background load, on the deepest queue;
 3. cycle    — allocate + resolve cycles at 32 operators;
+   weights  — /allocate at 32 operators with and without PUT /tenant/weights on tenant 1
+   one second in (throughput ratio, time until every key carries the new weights, the
+   allocation order checked against the formula afterwards);
 4. profile  — py-spy on the workers under /allocate at 32 operators (a separate run: the
    sampler slows the worker down);
 5. ingest, list, search — POST /conversations, GET /conversations, GET /search on ≥ 1M rows.
@@ -21,14 +24,18 @@ process groups and are stopped on every exit path; the temp dir is removed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,17 +62,21 @@ from bench.sampler import CpuSplit, Sampler, memory_kib
 from inbox_allocation.db import migrations
 from inbox_allocation.db.launcher import EmbeddedPostgres
 
-SCENARIOS = ("depth", "ceiling", "allocate", "cycle", "profile", "ingest", "list", "search")
+SCENARIOS = (
+    "depth", "ceiling", "allocate", "cycle", "profile", "weights", "ingest", "list", "search",
+)  # fmt: skip
 MIB = 1024 * 1024
-# (name, query, connections: None = --endpoint-clients, warm-up). sort=priority evaluates the
-# live priority of every matching row, seconds per request on 1M rows: 2 connections and no
-# warm-up (wrk cannot cancel a request it stops waiting for, so a warm-up's requests would
-# still be running in PostgreSQL during the measured run).
+# (name, query, connections: None = --endpoint-clients, warm-up). sort=priority lists the
+# queue from the per-inbox allocation indexes (target: p50 <= 20 ms at 1M queued).
 LIST_QUERIES: tuple[tuple[str, str, int | None, bool], ...] = (
     ("list newest", "per_page=50", None, True),
-    ("list by priority, QUEUED", "per_page=50&sort=priority&state=QUEUED", 2, False),
+    ("list by priority, QUEUED", "per_page=50&sort=priority&state=QUEUED", None, True),
     ("list one inbox, newest", "per_page=50&inbox_id={inbox}", None, True),
 )
+# The weights scenario: tenant 1 changes its weights while /allocate runs.
+WEIGHTS_TENANT = 1
+WEIGHTS_CHANGE = {"alpha": 0.2, "beta": 0.8}
+WEIGHTS_CHECK_OPERATOR = 5  # tenant 1, 5 inboxes
 ALLOCATE_STATEMENT_PREFIX = "WITH caller AS"
 
 
@@ -426,6 +437,81 @@ class Bench:
             "summary": summary.as_dict(),
         }
 
+    def weights(self, clients: int) -> dict[str, Any]:
+        """PUT /tenant/weights on tenant 1 (half the queue) one second into an /allocate run
+        at `clients` operators of both tenants, against the same run without it: allocate
+        throughput ratio (target >= 0.8), 5xx, time until no key of the old weights is
+        left, then the allocation order checked against the contract's formula."""
+        admin = self.dataset.ensure_admin(WEIGHTS_TENANT)
+        ids = self._identities(f"weights-{clients}", data.operators_for(clients))
+        self._warmup("allocate", ids, clients)
+        baseline = self.measure(
+            f"allocate {clients} (weights baseline)",
+            self._wrk("allocate", ids, clients, self.args.duration),
+        )
+        self.requeue()
+        change: dict[str, Any] = {}
+
+        def put_weights() -> None:
+            time.sleep(1.0)
+            started = time.monotonic()
+            change["status"] = _http(
+                self.service.base_url, "PUT", "/api/v1/tenant/weights",
+                tenant=data.tenant_id(WEIGHTS_TENANT), operator=admin, body=WEIGHTS_CHANGE,
+            )[0]  # fmt: skip
+            change["put_s"] = round(time.monotonic() - started, 3)
+            while self.dataset.stale_keys(WEIGHTS_TENANT) and time.monotonic() - started < 900:
+                time.sleep(0.5)
+            change["caught_up_s"] = round(time.monotonic() - started, 1)
+
+        changer = threading.Thread(target=put_weights, name="weights-change")
+        changer.start()
+        during = self.measure(
+            f"allocate {clients} while the weights change",
+            self._wrk("allocate", ids, clients, self.args.duration),
+        )
+        changer.join()
+        best = self.dataset.best_priority(WEIGHTS_TENANT, WEIGHTS_CHECK_OPERATOR)
+        status, body = _http(
+            self.service.base_url, "POST", "/api/v1/allocate",
+            tenant=data.tenant_id(WEIGHTS_TENANT),
+            operator=data.operator_id(WEIGHTS_CHECK_OPERATOR), body=None,
+        )  # fmt: skip
+        got = float(body["data"]["priority_score"]) if status == 200 else None
+        exact = got is not None and got >= best - 1e-4
+        record: dict[str, Any] = {
+            "clients": clients,
+            "tenant_conversations": int(
+                self.dataset.psql.run(
+                    "SELECT count(*) FROM conversation_refs"
+                    f" WHERE tenant_id = '{data.tenant_id(WEIGHTS_TENANT)}';"
+                )
+            ),
+            "baseline": baseline,
+            "during": during,
+            "change": change,
+            "throughput_ratio": round(during["throughput_per_s"] / baseline["throughput_per_s"], 3)
+            if baseline["throughput_per_s"]
+            else None,
+            "stale_keys_after": self.dataset.stale_keys(WEIGHTS_TENANT),
+            "keys_mismatched_after": self.dataset.keys_mismatched(WEIGHTS_TENANT),
+            "order_check": {
+                "best_by_formula": best,
+                "allocated_priority": got,
+                "exact": exact,
+            },
+        }
+        log(f"weights: ratio {record['throughput_ratio']}, change {change}, "
+            f"order exact {exact}")  # fmt: skip
+        self._http_reset_weights(admin)
+        self.requeue()
+        return record
+
+    def _http_reset_weights(self, admin: str) -> None:
+        _http(self.service.base_url, "PUT", "/api/v1/tenant/weights",
+              tenant=data.tenant_id(WEIGHTS_TENANT), operator=admin,
+              body={"alpha": 0.5, "beta": 0.5})  # fmt: skip
+
     def ingest(self) -> dict[str, Any]:
         clients = self.args.ingest_clients
         ids = data.write_manager_identities(self.workdir / "managers.ids", clients)
@@ -470,6 +556,23 @@ class Bench:
                 "rss_at_end_mb": rss * 1024 / report.MB,
             })  # fmt: skip
         return {"workers": workers, "unit": "MB = 10^6 bytes; VmHWM = the kernel's peak RSS"}
+
+
+def _http(
+    base_url: str, method: str, path: str, *, tenant: str, operator: str, body: Any
+) -> tuple[int, Any]:
+    """One request with the identity headers; (status, parsed JSON body)."""
+    request = urllib.request.Request(  # noqa: S310 - the bench's own service on 127.0.0.1
+        base_url + path, method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"X-Tenant-ID": tenant, "X-Operator-ID": operator,
+                 "Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
 
 
 def _raise_on_sigterm(signum: int, _frame: FrameType | None) -> None:
@@ -537,6 +640,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 - one linear
                 results["profile"] = bench.profile(
                     report.P99_CLIENTS, stem=stamp, results_dir=args.results_dir
                 )
+            if "weights" in args.scenarios:
+                results["weights"] = bench.weights(report.P99_CLIENTS)
             if "ingest" in args.scenarios:
                 results.setdefault("endpoints", []).append(bench.ingest())
             if "list" in args.scenarios or "search" in args.scenarios:

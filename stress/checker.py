@@ -18,14 +18,16 @@ Invariants (each reported with a count and the first few violating examples):
                          one conversation by different operators, some order of the two must
                          be explained by a release (resolve, deallocate, reassign, move_inbox
                          — successful or of unknown outcome) or by a possible grace release
-                         (the first holder possibly went OFFLINE) in between; a reassign as the
-                         second acquisition is a transfer and needs none
+                         (the first holder possibly went OFFLINE) in between, or by an
+                         unsubscribe or delete of the first holder, or a delete of the inbox;
+                         a reassign as the second acquisition is a transfer and needs none
  3  final-states         ALLOCATED => operator set; QUEUED => operator NULL; resolved_at set
                          iff RESOLVED (RESOLVED keeps its last operator)
  3b response-states      every 2xx lifecycle response shows the state its route promises
  4  no-lost-or-duplicated every conversation id returned by ingestion exists exactly once,
                          one row per (tenant, external id), one id per external id, no row
-                         that was never ingested, at most one 201 per external id
+                         that was never ingested, at most one 201 per external id (a
+                         conversation of a deleted inbox may be gone)
  5  message-counts       message_count == successful (2xx, not replayed) ingest operations
                          (+ at most the ingests of unknown outcome); no two ingests of one
                          conversation report the same count
@@ -358,12 +360,38 @@ class _Context:
             )
             for conversation, ops in self.ops_by_conversation.items()
         }
-        self.offline: dict[str, Intervals] = {
-            operator: Intervals(
+        # What can end all of an operator's holds without a release naming the conversation:
+        # going OFFLINE (then the grace sweeper), and being unsubscribed or deleted (both
+        # re-queue the operator's conversations; the churn loop does them).
+        ending: dict[str, list[Op]] = defaultdict(list)
+        for operator, ops in self.status_ops.items():
+            ending[operator] += [
                 op for op in ops if op.possibly_effective and op.body_str("status") == "offline"
-            )
-            for operator, ops in self.status_ops.items()
+            ]
+        inbox_deletes: dict[str, list[Op]] = defaultdict(list)
+        for op in self.ops:
+            if op.possibly_effective and op.events[0].method == "DELETE":
+                leaving, inbox = _removed_by(op.events[0].path)
+                if leaving is not None:
+                    ending[leaving].append(op)
+                if inbox is not None:
+                    inbox_deletes[inbox].append(op)
+        self.deleted_inboxes = set(inbox_deletes)
+        self.offline: dict[str, Intervals] = {
+            operator: Intervals(ops) for operator, ops in ending.items()
         }
+        # Conversations ingested into an inbox that was deleted may vanish with it.
+        # Deleting the inbox ends every hold of them (a release for invariants 2, 8, 12).
+        self.may_vanish: set[str] = set()
+        for op in self.ops:
+            inbox = op.body_str("inbox_id") if op.kind == "ingest" else None
+            if inbox in inbox_deletes and op.outcome == "ok":
+                conversation = str(op.data_str("id"))
+                self.may_vanish.add(conversation)
+                known = self.releases.get(conversation)
+                self.releases[conversation] = Intervals(
+                    [*(known.ops if known else []), *inbox_deletes[str(inbox)]]
+                )
         self.conversation_owner = {row.id: row.tenant_id for row in final.conversations}
         # The final rows plus the consistent snapshots taken while the load ran: every
         # rows-only invariant must hold in each of them.
@@ -635,6 +663,19 @@ def _brief(data: Any) -> str:
     return str(data)[:200]
 
 
+def _removed_by(path: str) -> tuple[str | None, str | None]:
+    """(operator whose holds a DELETE can end, inbox it deletes) for the churn routes:
+    DELETE /inboxes/{i}/operators/{o} (unsubscribe), /operators/{o}, /inboxes/{i}."""
+    parts = path.rstrip("/").split("/")[3:]  # after /api/v1
+    if len(parts) == 4 and parts[0] == "inboxes" and parts[2] == "operators":
+        return parts[3].lower(), None
+    if len(parts) == 2 and parts[0] == "operators":
+        return parts[1].lower(), None
+    if len(parts) == 2 and parts[0] == "inboxes":
+        return None, parts[1].lower()
+    return None, None
+
+
 def _ingest_ops(ctx: _Context) -> dict[tuple[str, str], list[Op]]:
     by_external: dict[tuple[str, str], list[Op]] = defaultdict(list)
     for op in ctx.ops:
@@ -658,7 +699,10 @@ def _conversations_unique(ctx: _Context) -> InvariantResult:
     ingests = _ingest_ops(ctx)
     for key, ops in ingests.items():
         result.checked += 1
-        for problem in _ingest_problems(key[1], ops, rows_by_external.get(key, [])):
+        rows = rows_by_external.get(key, [])
+        if not rows and any(op.body_str("inbox_id") in ctx.deleted_inboxes for op in ops):
+            continue  # ingested into an inbox that was deleted since
+        for problem in _ingest_problems(key[1], ops, rows):
             result.fail(problem)
     for key, rows in rows_by_external.items():
         if key not in ingests:
@@ -668,7 +712,7 @@ def _conversations_unique(ctx: _Context) -> InvariantResult:
         if op.outcome != "ok" or op.kind not in WRITE_KINDS or op.kind in ("status", "ingest"):
             continue  # (a lost ingested conversation is reported above)
         conversation = op.data_str("id")
-        if conversation and conversation not in rows_by_id:
+        if conversation and conversation not in rows_by_id and conversation not in ctx.may_vanish:
             result.fail(f"{ctx.describe(op)} answered conversation {conversation}: no such row")
     return result
 

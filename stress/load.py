@@ -16,6 +16,9 @@ Behaviour (weights in `AVAILABLE_WEIGHTS`, `MANAGER_WEIGHTS`, `BUSY_WEIGHTS`):
   messages to existing ones, preferring resolved ones (reopen);
 - about 1 % of actions are cross-tenant probes (another tenant's conversation, inbox,
   operator or customer phone), which must never succeed nor show the other tenant's data;
+- one churn loop per tenant (its ADMIN, `ChurnAgent`) deletes scratch inboxes and scratch
+  operators while they are worked on, unsubscribes and re-subscribes staff operators, changes
+  the weights and attaches labels: every write path of the lock order (sql/locking.py);
 - `race_take` sends two allocations (or allocation + claim) of one operator at once
   (capacity and exclusivity under a same-operator race);
 - a share of mutating requests carries an Idempotency-Key; some are retried after the
@@ -32,6 +35,7 @@ import random
 import ssl
 import sys
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -98,6 +102,7 @@ class LoadProfile:
     offline_max: float = 6.0
     http_timeout: float = 60.0
     snapshot_every: float = 2.0  # consistent row snapshots during the load (rows invariants)
+    churn: bool = True  # one ChurnAgent per tenant (deletes, unsubscribes, weights, labels)
 
 
 @dataclass(slots=True)
@@ -650,6 +655,152 @@ class IngestAgent(Agent):
             await self.ingest(new=under_cap and self.rng.random() < profile.p_new_conversation)
 
 
+CHURN_WEIGHTS: dict[str, float] = {
+    "inbox_cycle": 2,
+    "operator_cycle": 2,
+    "unsubscribe_cycle": 3,
+    "weights": 2,
+    "labels": 4,
+}
+
+
+class ChurnAgent(Agent):
+    """The tenant's ADMIN changing the world under the operators' feet (every write path of
+    the lock order, sql/locking.py, meets allocations, claims and lifecycle calls):
+
+    - inbox_cycle: a scratch inbox, six staff operators subscribed to it, a few
+      conversations ingested into it (operators allocate them), then the inbox is deleted
+      while they work; its conversations vanish with it (the checker allows exactly that);
+    - operator_cycle: a scratch OPERATOR goes AVAILABLE, subscribes to a tenant inbox and
+      allocates while the ADMIN deletes it (its conversations go back to the queue);
+    - unsubscribe_cycle: a staff operator leaves one of its inboxes (its conversations there
+      go back to the queue) and is subscribed again before the action ends, so the world's
+      subscriptions hold again for the quiet phase;
+    - weights: PUT /tenant/weights;
+    - labels: attach (or detach) a label of its inbox to a known conversation.
+    """
+
+    def __init__(self, ctx: LoadContext, tenant: TenantSpec, rng: random.Random) -> None:
+        admin = next(op for op in tenant.staff if op.role == "ADMIN")
+        super().__init__(ctx, admin, rng)
+        self.gateway = tenant.gateway
+        self.labels: dict[str, list[str]] = {}  # inbox -> label ids
+
+    async def run(self) -> None:
+        actions, weights = list(CHURN_WEIGHTS), list(CHURN_WEIGHTS.values())
+        first = self.rng.sample(actions, len(actions))  # every action once, then at random
+        while not self.ctx.done():
+            await asyncio.sleep(self.rng.uniform(0, 0.05))
+            if self.ctx.done():
+                break
+            action = first.pop() if first else self.rng.choices(actions, weights)[0]
+            await getattr(self, f"do_{action}")()
+
+    def _name(self) -> str:
+        # Unique across tenants and across the phases of one run (each phase seeds its agents
+        # alike, so a seeded name would repeat).
+        return f"churn-{uuid.uuid4().hex[:16]}"
+
+    async def _call(
+        self, action: str, method: str, path: str, body: dict[str, Any] | None = None,
+        actor: OperatorSpec | None = None,
+    ) -> Event:  # fmt: skip
+        return await self.ctx.recorder.call(
+            self.client, actor or self.spec, action, method, path, body=body
+        )
+
+    async def do_inbox_cycle(self) -> None:
+        phone = f"+1999{self.rng.randrange(10**7, 10**8)}"
+        created = await self._call(
+            "churn_inbox_create", "POST", f"{API}/inboxes",
+            {"phone_number": phone, "display_name": self._name()},
+        )  # fmt: skip
+        if created.status != 201 or not isinstance(created.data, dict):
+            return
+        inbox = str(created.data["id"])
+        staff = [op for op in self.tenant.staff if op.role != "ADMIN"]
+        for op in self.rng.sample(staff, min(6, len(staff))):
+            await self._call(
+                "churn_subscribe", "POST", f"{API}/inboxes/{inbox}/operators",
+                {"operator_id": op.id},
+            )  # fmt: skip
+        for _ in range(self.rng.randint(5, 20)):
+            body = {
+                "inbox_id": inbox,
+                "external_conversation_id": self._name(),
+                "customer_phone_number": f"+1415{self.rng.randrange(10**6, 10**7)}",
+            }
+            await self._call("ingest_new", "POST", f"{API}/conversations", body, self.gateway)
+        await asyncio.sleep(self.rng.uniform(0, 0.3))
+        await self._call("churn_inbox_delete", "DELETE", f"{API}/inboxes/{inbox}")
+
+    async def do_operator_cycle(self) -> None:
+        created = await self._call(
+            "churn_operator_create", "POST", f"{API}/operators", {"role": "OPERATOR"}
+        )
+        if created.status != 201 or not isinstance(created.data, dict):
+            return
+        inbox = self.rng.choice(self.tenant.inboxes)
+        scratch = OperatorSpec(
+            id=str(created.data["id"]), tenant_id=self.tenant.id, role="OPERATOR",
+            max_concurrent=None, initial_status="OFFLINE", inboxes=(inbox,),
+        )  # fmt: skip
+        await self._call(
+            "churn_subscribe", "POST", f"{API}/inboxes/{inbox}/operators",
+            {"operator_id": scratch.id},
+        )  # fmt: skip
+        await self._call(
+            "status_available", "PUT", f"{API}/operator/status", {"status": "AVAILABLE"}, scratch
+        )
+
+        async def work() -> None:
+            for _ in range(self.rng.randint(1, 4)):
+                await self._call("allocate", "POST", f"{API}/allocate", None, scratch)
+
+        async def delete() -> None:
+            await asyncio.sleep(self.rng.uniform(0, 0.05))
+            await self._call("churn_operator_delete", "DELETE", f"{API}/operators/{scratch.id}")
+
+        await asyncio.gather(work(), delete())
+
+    async def do_unsubscribe_cycle(self) -> None:
+        members = [op for op in self.tenant.staff if op.inboxes and op.id != self.spec.id]
+        if not members:
+            return
+        op = self.rng.choice(members)
+        inbox = self.rng.choice(op.inboxes)
+        path = f"{API}/inboxes/{inbox}/operators"
+        await self._call("churn_unsubscribe", "DELETE", f"{path}/{op.id}")
+        await asyncio.sleep(self.rng.uniform(0, 0.3))
+        for _ in range(10):  # the world's subscriptions must hold again afterwards
+            event = await self._call("churn_subscribe", "POST", path, {"operator_id": op.id})
+            if event.status == 201:
+                return
+            await asyncio.sleep(0.1)
+
+    async def do_weights(self) -> None:
+        alpha = round(self.rng.uniform(0.2, 0.8), 2)
+        body = {"alpha": alpha, "beta": round(1 - alpha, 2)}
+        await self._call("churn_weights", "PUT", f"{API}/tenant/weights", body)
+
+    async def do_labels(self) -> None:
+        target = self.hints.pick(self.rng, lambda h: h.inbox in self.tenant.inboxes)
+        if target is None:
+            return
+        inbox = self.hints.conversations[target].inbox
+        if inbox not in self.labels:
+            event = await self._call(
+                "churn_label_create", "POST", f"{API}/labels",
+                {"inbox_id": inbox, "name": self._name()},
+            )  # fmt: skip
+            if event.status != 201 or not isinstance(event.data, dict):
+                return
+            self.labels[inbox] = [str(event.data["id"])]
+        verb = "attach" if self.rng.random() < 0.7 else "detach"
+        body = {"conversation_id": target, "label_id": self.rng.choice(self.labels[inbox])}
+        await self._call(f"churn_label_{verb}", "POST", f"{API}/labels/{verb}", body)
+
+
 async def prefill(ctx: LoadContext, rng: random.Random, per_tenant: int) -> None:
     """An initial backlog per tenant (logged like every other request)."""
 
@@ -692,7 +843,7 @@ async def run_load(
     try:
         ctx.deadline = time.monotonic() + 3600  # prefill is not limited by the run time
         await prefill(ctx, rng, profile.prefill_per_tenant)
-        agents: list[OperatorAgent | IngestAgent] = [
+        agents: list[OperatorAgent | IngestAgent | ChurnAgent] = [
             OperatorAgent(ctx, op, random.Random(rng.getrandbits(64)))  # noqa: S311
             for tenant in world.tenants
             for op in tenant.staff
@@ -702,6 +853,12 @@ async def run_load(
             for tenant in world.tenants
             for index in range(profile.ingest_loops_per_tenant)
         ]
+        if profile.churn:
+            agents += [
+                ChurnAgent(ctx, tenant, random.Random(rng.getrandbits(64)))  # noqa: S311
+                for tenant in world.tenants
+                if any(op.role == "ADMIN" for op in tenant.staff)
+            ]
         started = time.monotonic()
         ctx.deadline = started + profile.duration
         tasks = [asyncio.create_task(agent.run()) for agent in agents]

@@ -63,11 +63,20 @@ async def provision(conn: asyncpg.Connection, world: World) -> None:
 
 async def wait_for_idle_sweeper(conn: asyncpg.Connection, limit: float) -> tuple[float, int]:
     """After the load: wait until no grace row is left (every OFFLINE operator's grace period
-    has expired and been swept). Returns (seconds waited, grace rows left)."""
+    has expired and been swept) and no priority key of older weights. Returns (seconds
+    waited, rows left)."""
     started = time.monotonic()
     left = 0
     while True:
-        left = int(await conn.fetchval("SELECT count(*) FROM grace_period_assignments"))
+        # Also the priority-keys worker: after a weights change the allocation order is
+        # exact only once no conversation carries keys of older weights.
+        left = int(
+            await conn.fetchval(
+                "SELECT (SELECT count(*) FROM grace_period_assignments)"
+                " + (SELECT count(*) FROM conversation_refs c JOIN tenants t"
+                "    ON t.id = c.tenant_id WHERE c.weights_version < t.weights_version)"
+            )
+        )
         waited = time.monotonic() - started
         if left == 0 or waited >= limit:
             return waited, left

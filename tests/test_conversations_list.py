@@ -72,7 +72,7 @@ async def all_pages(client: httpx.AsyncClient, **params: Any) -> list[str]:
     raise AssertionError("pagination did not end")
 
 
-ROW_COLUMNS = """c.id, c.last_message_at, c.message_count,
+ROW_COLUMNS = """c.id, c.last_message_at, c.message_count, c.state::text AS state,
     t.priority_weight_alpha::float8 AS alpha, t.priority_weight_beta::float8 AS beta"""
 
 
@@ -94,10 +94,10 @@ def expected_order(rows: list[asyncpg.Record], sort: str, at: datetime | None = 
         ordered = sorted(rows, key=newest, reverse=True)
     elif sort == "oldest":
         ordered = sorted(rows, key=newest)
-    else:  # allocation order: live priority DESC, longest waiting first, id
+    else:  # the queue in allocation order: live priority DESC, longest waiting first, id
         assert at is not None, "priority order needs the evaluation instant"
         ordered = sorted(
-            rows,
+            (r for r in rows if r["state"] == "QUEUED"),
             key=lambda r: allocation_order_key(
                 message_count=r["message_count"], last_message_at=r["last_message_at"],
                 id=str(r["id"]), at=at, alpha=r["alpha"], beta=r["beta"],
@@ -404,3 +404,41 @@ async def test_cursor_without_padding_is_accepted(client: httpx.AsyncClient) -> 
     assert page.meta.next_cursor is not None
     unpadded = page.meta.next_cursor.rstrip("=")
     assert (await list_page(client, per_page=5, cursor=unpadded)).meta.count == 5
+
+
+# ---- sort=priority lists the queue --------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["ALLOCATED", "RESOLVED"])
+async def test_priority_sort_with_another_state_than_queued_is_refused(
+    client: httpx.AsyncClient, state: str
+) -> None:
+    response = await client.get(
+        PATH, params={"sort": "priority", "state": state}, headers=as_caller(ACME_MANAGER)
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+
+
+async def test_priority_sort_by_operator_is_empty_and_by_label_lists_its_queued_ones(
+    client: httpx.AsyncClient, db: asyncpg.Pool, pinned_clock: datetime
+) -> None:
+    by_operator = await list_page(client, sort="priority", operator_id=ACME_ADMIN)
+    assert by_operator.conversations == []
+    labelled = await list_page(client, sort="priority", label_id=label(1), per_page=1)
+    ids = [str(c.id) for c in labelled.conversations]
+    cursor = labelled.meta.next_cursor
+    while cursor:
+        page = await list_page(client, sort="priority", label_id=label(1), per_page=1,
+                               cursor=cursor)  # fmt: skip
+        ids += [str(c.id) for c in page.conversations]
+        cursor = page.meta.next_cursor
+    rows = await db.fetch(
+        f"""SELECT {ROW_COLUMNS} FROM conversation_refs c
+            JOIN tenants t ON t.id = c.tenant_id
+            JOIN conversation_labels cl ON cl.conversation_id = c.id
+            WHERE cl.label_id = $1""",
+        label(1),
+    )
+    assert ids == expected_order(list(rows), "priority", pinned_clock)
+    assert ids  # the seed's label 1 is on queued conversations

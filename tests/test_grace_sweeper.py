@@ -198,3 +198,31 @@ async def test_offline_racing_a_transition_leaves_no_stale_grace_row(
             "OR c.assigned_operator_id <> g.operator_id"
         )
         assert stale == 0
+
+
+async def test_f11_a_run_goes_past_rows_it_has_to_skip(
+    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    """The oldest expired rows are held by another transaction: the run skips them and still
+    releases the later ones (it used to end at the first batch that could take nothing)."""
+    await db.execute("DELETE FROM grace_period_assignments")
+    await go_offline(client, ACME_OP4)  # grace rows for 7…05 and 7…07
+    await db.execute(
+        "UPDATE grace_period_assignments SET expires_at = now() - interval '1 minute' "
+        "WHERE conversation_id = $1",
+        uuid.UUID(conversation(5)),
+    )
+    await db.execute(
+        "UPDATE grace_period_assignments SET expires_at = now() - interval '1 second' "
+        "WHERE conversation_id = $1",
+        uuid.UUID(conversation(7)),
+    )
+    async with db.acquire() as holder, holder.transaction():
+        await holder.execute(
+            "SELECT 1 FROM conversation_refs WHERE id = $1 FOR NO KEY UPDATE",
+            uuid.UUID(conversation(5)),
+        )
+        result = await sweeper(app, batch_size=1).sweep()
+    assert (result.processed, result.released) == (1, 1)
+    assert await state_of(db, 7) == ("QUEUED", None)
+    assert await state_of(db, 5) == ("ALLOCATED", ACME_OP4.lower())

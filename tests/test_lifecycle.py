@@ -216,6 +216,28 @@ async def test_move_keeps_assignee_subscribed_to_target(
     assert response.json()["data"]["state"] == "ALLOCATED"
 
 
+async def test_f25_move_keeps_the_grace_row_of_an_offline_assignee_who_stays(
+    client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    """The conversation stays allocated to its OFFLINE operator (subscribed to the target
+    inbox): its grace row stays, so the sweeper can still release it."""
+    await db.execute(
+        "INSERT INTO operator_inbox_subscriptions (tenant_id, operator_id, inbox_id) "
+        "SELECT tenant_id, id, $2 FROM operators WHERE id = $1",
+        uuid.UUID(ACME_OP4), uuid.UUID(INBOX_BILLING),
+    )  # fmt: skip
+    offline = await client.put(
+        "/api/v1/operator/status", headers=headers(ACME_OP4), json={"status": "OFFLINE"}
+    )
+    assert offline.status_code == 200
+    assert await grace_rows(db, 7) == 1
+    response = await post(client, "move_inbox", ACME_ADMIN, conversation_id=conversation(7),
+                          target_inbox_id=INBOX_BILLING)  # fmt: skip
+    assert response.status_code == 200
+    assert response.json()["data"]["assigned_operator_id"] == ACME_OP4
+    assert await grace_rows(db, 7) == 1
+
+
 @pytest.mark.parametrize(
     ("caller", "number", "target", "status", "error"),
     [

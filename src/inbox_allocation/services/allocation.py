@@ -39,10 +39,15 @@ class AllocationService:
         now (ties: longest waiting, then id), allocated to the caller.
 
         For an operator without a capacity limit this is one statement that also verifies
-        the caller; only when nothing was allocated does a second query find out why.
+        the caller; only when nothing was allocated does a second query find out why. When
+        the caller's status row is locked by someone else (lock order: sql/locking.py), the
+        allocation waits for it in a transaction of its own instead.
         """
         at = self.clock().timestamp()
-        row = await self.db.fetchrow(sql.ALLOCATE_NEXT, tenant_id, operator_id, at, True)
+        try:
+            row = await self.db.fetchrow(sql.ALLOCATE_NEXT, tenant_id, operator_id, at, True)
+        except asyncpg.LockNotAvailableError:
+            return await self._allocate_under_lock(tenant_id, operator_id, at)
         if row is not None:
             record_allocation()
             return row
@@ -57,14 +62,19 @@ class AllocationService:
         if not blocker["has_subscriptions"]:
             raise NoSubscriptions()
         if blocker["capped"]:
-            try:
-                row = await self._allocate_within_capacity(tenant_id, operator_id, at)
-            except CapacityReached:
-                record_capacity_refusal("allocate")
-                raise
-            record_allocation()
-            return row
+            return await self._allocate_under_lock(tenant_id, operator_id, at)
         raise NoConversationsAvailable()
+
+    async def _allocate_under_lock(
+        self, tenant_id: UUID, operator_id: UUID, at: float
+    ) -> asyncpg.Record:
+        try:
+            row = await self._allocate_within_capacity(tenant_id, operator_id, at)
+        except CapacityReached:
+            record_capacity_refusal("allocate")
+            raise
+        record_allocation()
+        return row
 
     async def _allocate_within_capacity(
         self, tenant_id: UUID, operator_id: UUID, at: float
@@ -118,7 +128,7 @@ class AllocationService:
             if target["state"] != ConversationState.QUEUED:
                 raise ConversationNotQueued("conversation is resolved")
             subscription = await conn.fetchval(
-                sql.LOCK_SUBSCRIPTION, tenant_id, operator_id, target["inbox_id"]
+                sql.SUBSCRIPTION, tenant_id, operator_id, target["inbox_id"]
             )
             if subscription is None:
                 raise NotSubscribedToInbox()

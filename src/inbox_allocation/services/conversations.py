@@ -22,7 +22,7 @@ import orjson
 from inbox_allocation.db.pool import Database
 from inbox_allocation.domain.clock import Clock, utc_now
 from inbox_allocation.domain.enums import ConversationState, Role
-from inbox_allocation.domain.errors import NotFound
+from inbox_allocation.domain.errors import NotFound, ValidationFailed
 from inbox_allocation.domain.ids import parse_uuid
 from inbox_allocation.sql import conversations as sql
 
@@ -33,7 +33,7 @@ SEARCH_LIMIT = 100  # at most 100 rows, no pagination (docs/decisions.md#search)
 class ListSort(StrEnum):
     NEWEST = "newest"  # last_message_at DESC, id DESC
     OLDEST = "oldest"  # last_message_at ASC, id ASC
-    PRIORITY = "priority"  # score DESC, last_message_at ASC, id ASC (the allocation order)
+    PRIORITY = "priority"  # the queue: score DESC, last_message_at ASC, id ASC (allocation)
 
 
 class InvalidCursor(ValueError):
@@ -174,6 +174,35 @@ class _Fragments:
         return statement.replace("/*filters*/", "".join(self.sql).strip())
 
 
+def _queue_statement(
+    operator_id: UUID, role: Role, query: ListQuery, args: list[Any]
+) -> str | None:
+    """sort=priority: the queue (QUEUED conversations) in allocation order, read from the
+    per-inbox allocation indexes (sql.LIST_BY_PRIORITY), never by sorting the tenant. None:
+    the page is empty (queued conversations have no operator)."""
+    if query.state not in (None, ConversationState.QUEUED):
+        raise ValidationFailed(
+            "invalid query parameters",
+            ["sort: priority lists the queue: state must be QUEUED or omitted"],
+        )
+    if query.assigned_operator_id is not None:
+        return None
+    if query.label_id is not None:
+        args.append(query.label_id)  # $7
+        where = _Fragments(args)
+        if query.inbox_id is not None:
+            where.add(sql.LIST_WHERE_INBOX, query.inbox_id)
+        if role is Role.OPERATOR:
+            where.add(sql.VISIBLE_TO_OPERATOR, operator_id)
+        return where.into(sql.LIST_BY_PRIORITY_WITH_LABEL)
+    where = _Fragments(args)
+    if query.inbox_id is not None:
+        where.add(sql.PRIORITY_WHERE_INBOX, query.inbox_id)
+    if role is Role.OPERATOR:
+        where.add(sql.PRIORITY_VISIBLE_TO_OPERATOR, operator_id)
+    return where.into(sql.LIST_BY_PRIORITY_AFTER if query.cursor else sql.LIST_BY_PRIORITY)
+
+
 class ConversationService:
     def __init__(self, db: Database, clock: Clock = utc_now) -> None:
         self.db = db
@@ -182,6 +211,23 @@ class ConversationService:
     async def list_page(
         self, *, tenant_id: UUID, operator_id: UUID, role: Role, query: ListQuery
     ) -> ConversationPage:
+        planned = self.list_statement(
+            tenant_id=tenant_id, operator_id=operator_id, role=role, query=query
+        )
+        if planned is None:
+            return ConversationPage([], has_more=False)
+        statement, args, at = planned
+        rows = await self.db.fetch(statement, *args)
+        if len(rows) <= query.per_page:
+            return ConversationPage(rows, has_more=False)
+        page = rows[: query.per_page]
+        return ConversationPage(page, True, Cursor.after(query.sort, page[-1], at).encode())
+
+    def list_statement(
+        self, *, tenant_id: UUID, operator_id: UUID, role: Role, query: ListQuery
+    ) -> tuple[str, list[Any], float | None] | None:
+        """The statement, its arguments and the priority instant of a list page; None when
+        the page is empty without asking (tests EXPLAIN every variant)."""
         cursor = query.cursor
         args: list[Any] = [
             tenant_id,
@@ -189,10 +235,11 @@ class ConversationService:
             cursor.last_message_at if cursor else None,
             cursor.id if cursor else None,
         ]
-        at: float | None = None
         if query.sort is ListSort.PRIORITY:
             at = cursor.at if cursor and cursor.at is not None else self.clock().timestamp()
             args += [cursor.score if cursor else None, at]
+            statement = _queue_statement(operator_id, role, query, args)
+            return None if statement is None else (statement, args, at)
         where = _Fragments(args)
         if query.state is not None:
             where.add(sql.LIST_WHERE_STATE, query.state.value)
@@ -204,11 +251,7 @@ class ConversationService:
             where.add(sql.LIST_WHERE_HAS_LABEL, query.label_id)
         if role is Role.OPERATOR:
             where.add(sql.VISIBLE_TO_OPERATOR, operator_id)
-        rows = await self.db.fetch(where.into(_LIST_STATEMENTS[query.sort]), *args)
-        if len(rows) <= query.per_page:
-            return ConversationPage(rows, has_more=False)
-        page = rows[: query.per_page]
-        return ConversationPage(page, True, Cursor.after(query.sort, page[-1], at).encode())
+        return where.into(_LIST_STATEMENTS[query.sort]), args, None
 
     async def get(
         self, *, tenant_id: UUID, operator_id: UUID, role: Role, conversation_id: UUID

@@ -10,6 +10,7 @@ tenant: one node of a distributed database); several service processes may sweep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from inbox_allocation.db.pool import Database
@@ -34,25 +35,35 @@ class GraceSweeper:
         self.batch_size = batch_size
 
     async def sweep(self) -> SweepResult:
-        """One run: for each tenant, batches until a batch finds nothing it can take."""
+        """One run: for each tenant, batches until no expired row is left after the last one
+        looked at (rows held by another transaction are skipped, not the end of the run)."""
         total = SweepResult()
         for tenant in await self.db.fetch(maintenance.ALL_TENANT_IDS):
+            after: tuple[datetime, UUID] | None = None
             while True:
-                batch = await self._sweep_batch(tenant["id"])
+                batch, after = await self._sweep_batch(tenant["id"], after)
                 record_grace_release(batch.released)
                 total.processed += batch.processed
                 total.released += batch.released
-                if batch.processed == 0:
+                if after is None:
                     break
         if total.processed:
             log.info("grace periods swept", processed=total.processed, released=total.released)
         return total
 
-    async def _sweep_batch(self, tenant_id: UUID) -> SweepResult:
+    async def _sweep_batch(
+        self, tenant_id: UUID, after: tuple[datetime, UUID] | None
+    ) -> tuple[SweepResult, tuple[datetime, UUID] | None]:
+        """One batch of the tenant's candidates after `after`; returns its result and the
+        position to continue from (None: no candidate was left)."""
+        last_at, last_id = after if after is not None else (None, None)
         async with self.db.transaction() as conn:
-            candidates = await conn.fetch(sql.EXPIRED_CANDIDATES, tenant_id, self.batch_size)
+            candidates = await conn.fetch(
+                sql.EXPIRED_CANDIDATES, tenant_id, self.batch_size, last_at, last_id
+            )
             if not candidates:
-                return SweepResult()
+                return SweepResult(), None
+            position = (candidates[-1]["expires_at"], candidates[-1]["id"])
             operator_ids = sorted({row["operator_id"] for row in candidates})
             statuses = {
                 row["operator_id"]: row["status"]
@@ -78,4 +89,4 @@ class GraceSweeper:
                 )
             if locked:
                 await conn.execute(sql.DELETE_ROWS, tenant_id, [row["id"] for row in locked])
-            return SweepResult(processed=len(locked), released=len(released))
+            return SweepResult(processed=len(locked), released=len(released)), position

@@ -12,6 +12,11 @@ from inbox_allocation.db.pool import Database
 from inbox_allocation.domain.errors import Conflict, NotFound
 from inbox_allocation.services.pagination import fetch_page
 from inbox_allocation.sql import inboxes as sql
+from inbox_allocation.sql import locking
+
+# Conversations deleted per statement when an inbox is deleted (each statement stays short,
+# far below the command timeout, however large the inbox).
+DELETE_BATCH = 1000
 
 # The unique index on inboxes (tenant_id, phone_number).
 PHONE_UNIQUE_INDEX = "idx_inboxes_tenant_phone"
@@ -75,7 +80,22 @@ class InboxService:
         return row
 
     async def delete(self, *, tenant_id: UUID, inbox_id: UUID) -> None:
-        """Its conversations, labels and subscriptions go with it (schema cascades)."""
-        status = await self.db.execute(sql.DELETE_INBOX, tenant_id, inbox_id)
-        if status != "DELETE 1":
-            raise NotFound("inbox not found")
+        """Its subscriptions, conversations (with their grace rows and label attachments) and
+        labels go with it, in one transaction, deleted explicitly in the lock order of
+        sql/locking.py: the subscribers' status rows are held, so none of them is allocating,
+        claiming or being given a conversation of the inbox meanwhile.
+        """
+        async with self.db.transaction() as conn:
+            if await conn.fetchval(sql.LOCK_INBOX_FOR_DELETE, tenant_id, inbox_id) is None:
+                raise NotFound("inbox not found")
+            operators = sorted(
+                r[0] for r in await conn.fetch(sql.INBOX_OPERATORS, tenant_id, inbox_id)
+            )
+            await conn.execute(locking.LOCK_STATUS_ROWS_EXCLUSIVE, tenant_id, operators)
+            await conn.execute(sql.DELETE_INBOX_SUBSCRIPTIONS, tenant_id, inbox_id)
+            ids = [r[0] for r in await conn.fetch(sql.INBOX_CONVERSATION_IDS, tenant_id, inbox_id)]
+            for start in range(0, len(ids), DELETE_BATCH):
+                batch = ids[start : start + DELETE_BATCH]
+                await conn.execute(sql.DELETE_CONVERSATION_BATCH, tenant_id, inbox_id, batch)
+            await conn.execute(sql.DELETE_INBOX_LABELS, tenant_id, inbox_id)
+            await conn.execute(sql.DELETE_INBOX, tenant_id, inbox_id)

@@ -114,6 +114,9 @@ class OperatorService:
             if target["role"] == Role.ADMIN and census["admins"] <= 1:
                 raise LastAdmin("the tenant's last ADMIN cannot be deleted")
             _still_admin(census)
+            # Lock order (sql/locking.py): subscriptions, conversations, grace rows, then the
+            # rest goes with the operator row.
+            await conn.execute(sql.DELETE_OPERATOR_SUBSCRIPTIONS, tenant_id, operator_id)
             await conn.execute(sql.REQUEUE_OPERATOR_CONVERSATIONS, tenant_id, operator_id)
             await conn.execute(sql.CLEAR_CONVERSATION_ASSIGNEE, tenant_id, operator_id)
             await conn.execute(sql.CLEAR_LABEL_CREATOR, tenant_id, operator_id)

@@ -11,6 +11,7 @@ from uuid_utils.compat import uuid7
 from inbox_allocation.db.pool import Database
 from inbox_allocation.domain.errors import NotFound
 from inbox_allocation.services.pagination import fetch_page
+from inbox_allocation.sql import locking
 from inbox_allocation.sql import subscriptions as sql
 
 # A subscribe that meets a concurrent unsubscribe of the same pair retries this often.
@@ -90,5 +91,8 @@ class SubscriptionService:
         async with self.db.transaction() as conn:
             if await conn.fetchval(sql.LOCK_INBOX, tenant_id, inbox_id) is None:
                 raise NotFound("inbox not found")
+            # Lock order (sql/locking.py): the operator's status row before its subscription
+            # and conversations, so no allocation, claim or reassign of it is in flight.
+            await conn.execute(locking.LOCK_STATUS_ROWS_EXCLUSIVE, tenant_id, [operator_id])
             await conn.execute(sql.DELETE_SUBSCRIPTION, tenant_id, inbox_id, operator_id)
             await conn.execute(sql.REQUEUE_OPERATOR_IN_INBOX, tenant_id, inbox_id, operator_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from decimal import Decimal
 from uuid import UUID
 
@@ -10,7 +11,11 @@ import asyncpg
 
 from inbox_allocation.db.pool import Database
 from inbox_allocation.domain.errors import NotFound, ValidationFailed
+from inbox_allocation.services.priority_keys import PriorityKeys
 from inbox_allocation.sql import tenants as sql
+
+# How long PUT /tenant/weights recomputes priority keys itself before answering.
+CATCH_UP_SECONDS = 1.0
 
 # |alpha + beta − 1| may be at most this (docs/decisions.md#tenant-weights).
 WEIGHT_SUM_TOLERANCE = Decimal("0.01")
@@ -52,21 +57,24 @@ class TenantService:
         stored (docs/decisions.md#tenant-weights). `operator_id` (the caller) is recorded as
         `updated_by`.
 
-        The stored priority keys of the tenant's open conversations are recomputed in the
-        same transaction, so the very next allocation follows the new weights.
+        One row changes: the tenant's, with a new weights version. The priority keys of its
+        conversations are then recomputed for up to CATCH_UP_SECONDS here and the rest in the
+        background (services/priority_keys.py); until they have, allocation serves the rows
+        not recomputed yet in the order of the weights their keys carry (see that module).
         """
         failures = weight_rule_failures(alpha, beta)
         if failures:
             raise ValidationFailed(details=failures)
-        async with self.db.transaction() as conn:
-            row: asyncpg.Record | None = await conn.fetchrow(
-                sql.UPDATE_WEIGHTS, tenant_id, _exact(alpha), _exact(beta), operator_id
-            )
-            if row is None:
-                raise NotFound("tenant not found")
-            # The very next allocation orders by the new weights.
-            await conn.execute(sql.RECOMPUTE_PRIORITY_KEYS, tenant_id)
-            return row
+        row: asyncpg.Record | None = await self.db.fetchrow(
+            sql.UPDATE_WEIGHTS, tenant_id, _exact(alpha), _exact(beta), operator_id
+        )
+        if row is None:
+            raise NotFound("tenant not found")
+        # Committed: recompute what fits in the budget now, the worker does the rest.
+        await PriorityKeys(self.db).catch_up_tenant(
+            tenant_id, until=time.monotonic() + CATCH_UP_SECONDS
+        )
+        return row
 
 
 def _exact(value: float) -> Decimal:

@@ -1,9 +1,10 @@
 """Allocation (the next conversation for an operator) and claim (a chosen one).
 
-Lock order, so concurrent transitions never deadlock: operator_status row → subscription
-rows (FOR KEY SHARE) → conversation rows, which allocation and claim never wait for (SKIP
-LOCKED / NOWAIT) → grace row. Conversation rows are locked FOR NO KEY UPDATE: that does not
-block the key-share locks of foreign-key checks (label attachments, grace rows).
+Locks follow the order of sql/locking.py: the caller's status row (allocation: NOWAIT in its
+one statement, else in a statement of its own that waits), then conversation rows, which
+allocation and claim never wait for (SKIP LOCKED / NOWAIT). The status row keeps the caller's
+subscriptions from being removed meanwhile. Conversation rows are locked FOR NO KEY UPDATE:
+that does not block the key-share locks of foreign-key checks (label attachments, grace rows).
 
 Capacity (max_concurrent_conversations): an uncapped operator allocates in one statement; a
 capped one in a transaction that locks its status row, counts its ALLOCATED conversations
@@ -14,7 +15,7 @@ allocates — so concurrent requests of one operator can never overshoot.
 from inbox_allocation.sql.conversations import (
     CONVERSATION_COLUMNS,
     conversation_columns,
-    live_priority,
+    reported_priority,
 )
 
 
@@ -35,13 +36,13 @@ def _best_of_each_inbox(condition: str, key: str) -> str:
     ) AS pick"""
 
 
-# Young: waiting under 24 h at $3; the index scan starts at the highest key a young row can
-# have. `flag` picks the unflagged or the flagged part of the index.
+# Young: waiting under 24 h at $3. `flag` picks the unflagged or the flagged part of the
+# index. No upper bound on the key: a row whose keys still carry older weights (a weights
+# change is being recomputed, services/priority_keys.py) can lie above the highest key a
+# young row has under the current weights, and must stay reachable.
 def _young(flag: str) -> str:
     return _best_of_each_inbox(
-        f"""{flag} AND c.last_message_at > to_timestamp($3::float8 - 86400)
-          AND c.priority_young_key
-              <= subscribed.alpha - subscribed.beta * ($3::float8 - 86400) / 86400 + 1e-9""",
+        f"{flag} AND c.last_message_at > to_timestamp($3::float8 - 86400)",
         "priority_young_key",
     )
 
@@ -52,10 +53,12 @@ _AGED = _best_of_each_inbox(
 
 
 # One statement, one round trip:
-# - the caller: member of the tenant and AVAILABLE; its status row is locked, so a status
-#   change waits for this allocation to finish (and then gives it a grace row if it goes
-#   OFFLINE); $4 = true admits only uncapped operators (capped ones come through
-#   LOCK_CALLER + COUNT_ACTIVE in a transaction first, and pass false);
+# - the caller: member of the tenant and AVAILABLE; its status row is locked NOWAIT (a
+#   statement that waited would go on with a snapshot from before the wait: the service
+#   then locks it with LOCK_CALLER and runs this again), so a status change, unsubscribe or
+#   delete of the caller waits for this allocation to finish (and a status change then gives
+#   it a grace row if it goes OFFLINE); $4 = true admits only uncapped operators (capped ones
+#   come through LOCK_CALLER + COUNT_ACTIVE in a transaction first, and pass false);
 # - its subscribed inboxes;
 # - per subscribed inbox, the best QUEUED candidate of each priority class, each a short
 #   index scan with FOR NO KEY UPDATE SKIP LOCKED: rows another allocator holds are skipped,
@@ -69,9 +72,10 @@ _AGED = _best_of_each_inbox(
 #   inbox holds such a row (two descents of idx_conversations_queue_age: without skip scan,
 #   PostgreSQL < 18 would read a young-only queue to the end to find none);
 # - the candidates compared by their priority at instant $3, ties: longest waiting, then id;
-# - the winner's subscription locked FOR KEY SHARE: an unsubscribe committed meanwhile makes
-#   the statement allocate nothing (the client retries), one in progress waits for us and then
-#   re-queues what we allocated in that inbox — never a conversation of an inbox the operator
+# - the winner's subscription locked FOR KEY SHARE SKIP LOCKED, never waiting: an unsubscribe
+#   (or inbox delete) that committed after this statement's snapshot makes it allocate nothing
+#   (the client retries); one in progress holds the caller's status row, which
+#   this statement could not have locked — never a conversation of an inbox the operator
 #   has left;
 # - the winner marked ALLOCATED, and returned with its live priority at $3.
 # Every table is filtered by the tenant itself (one shard group on Citus); the tenant's
@@ -92,7 +96,7 @@ caller AS (
     WHERE s.tenant_id = $1 AND o.tenant_id = $1 AND s.operator_id = $2
       AND s.status = 'AVAILABLE'
       AND (NOT $4::bool OR o.max_concurrent_conversations IS NULL)
-    FOR NO KEY UPDATE OF s
+    FOR NO KEY UPDATE OF s NOWAIT
 ),
 subscribed AS (
     SELECT sub.inbox_id, weights.alpha, weights.beta,
@@ -131,7 +135,7 @@ still_subscribed AS (
     FROM chosen
     JOIN operator_inbox_subscriptions sub
       ON sub.tenant_id = $1 AND sub.operator_id = $2 AND sub.inbox_id = chosen.inbox_id
-    FOR KEY SHARE OF sub
+    FOR KEY SHARE OF sub SKIP LOCKED
 ),
 allocated AS (
     UPDATE conversation_refs c
@@ -141,7 +145,7 @@ allocated AS (
       AND EXISTS (SELECT 1 FROM still_subscribed)
     RETURNING c.*
 )
-SELECT {conversation_columns(live_priority("$3::float8"))}
+SELECT {conversation_columns(reported_priority("$3::float8"))}
 FROM allocated c
 JOIN tenants t ON t.id = $1
 """
@@ -204,13 +208,12 @@ FROM assigned c
 JOIN tenants t ON t.id = $1
 """
 
-# The caller's subscription to the conversation's inbox, locked FOR KEY SHARE so that it
-# cannot vanish before the claim commits (a concurrent unsubscribe waits, then re-queues).
+# The caller's subscription to the conversation's inbox. Read without a lock: the caller's
+# status row, locked by this transaction before, keeps unsubscribe and inbox delete out.
 # $1 tenant_id, $2 operator_id, $3 inbox_id
-LOCK_SUBSCRIPTION = """
+SUBSCRIPTION = """
 SELECT sub.id
 FROM operator_inbox_subscriptions sub
 JOIN inboxes i ON i.id = sub.inbox_id AND i.tenant_id = $1
 WHERE sub.tenant_id = $1 AND sub.operator_id = $2 AND sub.inbox_id = $3
-FOR KEY SHARE OF sub
 """

@@ -23,6 +23,22 @@ def live_priority(at_epoch: str) -> str:
     return f"LEAST({young}, c.priority_aged_key + {beta})"
 
 
+def reported_priority(at_epoch: str) -> str:
+    """SQL for the priority a response reports for conversation `c` at `at_epoch`: the
+    priority formula (docs/decisions.md#priority-and-allocation) from the row's count and last
+    message time with the tenant's current weights (joined as `t`), rounded to 6 places like
+    the stored score.
+
+    It equals live_priority() up to floating-point noise (the keys cancel a large term), but
+    unlike the keys it never depends on the weights a row's keys were computed with: rows
+    not recomputed yet after a weights change (and RESOLVED rows) report the right value.
+    """
+    alpha, beta = "t.priority_weight_alpha::float8", "t.priority_weight_beta::float8"
+    count = "LEAST(log((c.message_count + 1)::float8) / 3, 1)"
+    waited = f"LEAST((({at_epoch}) - extract(epoch FROM c.last_message_at)::float8) / 86400, 1)"
+    return f"round(({alpha} * {count} + {beta} * {waited})::numeric, 6)::float8"
+
+
 def conversation_columns(priority: str) -> str:
     """The columns every conversation response carries, from alias `c`."""
     return f"""
@@ -36,7 +52,7 @@ def conversation_columns(priority: str) -> str:
 # Never in a RETURNING clause: a distributed database (Citus) refuses non-immutable
 # expressions there (now(), enum-to-text casts). A modifying statement returns `c.*` from a
 # CTE and selects these columns from it (see lifecycle.RESOLVE).
-CONVERSATION_COLUMNS = conversation_columns(live_priority(NOW_EPOCH))
+CONVERSATION_COLUMNS = conversation_columns(reported_priority(NOW_EPOCH))
 
 # The attached labels as a JSON array `[{id, name, color?}]` ordered by name
 # (docs/decisions.md#labels-in-responses), built by
@@ -94,23 +110,144 @@ ORDER BY c.last_message_at ASC, c.id ASC
 LIMIT $2
 """
 
+
 # The allocation order (priority DESC, longest waiting first, then id), so
-# `sort=priority` lists conversations in the order /allocate hands them out. The priority
-# is evaluated at one instant for all pages ($6, carried by the cursor), so a client paging
-# through a queue whose priorities keep moving sees neither gaps nor repeats.
+# `sort=priority` lists the queue (QUEUED conversations) in the order /allocate hands it
+# out. The priority is evaluated at one instant for all pages ($6, carried by the cursor), so
+# a client paging through a queue whose priorities keep moving sees neither gaps nor repeats.
 # Also: $5 cursor priority (NULL on the first page), $6 evaluation instant (epoch seconds).
-LIST_BY_PRIORITY = f"""
+#
+# Served from allocation's per-inbox indexes, never by sorting the tenant: for every listed
+# inbox and priority class (young / aged, as ALLOCATE_NEXT), the first $2 rows after the
+# cursor in the class's key order — within a class that is the priority order — and the
+# best $2 of those. A class scan starts at the cursor's key (the key bound, with a little
+# slack for rounding) and checks the exact position as a filter. `/*filters*/` narrows the
+# listed inboxes (PRIORITY_WHERE_INBOX, PRIORITY_VISIBLE_TO_OPERATOR).
+def _queued_after_cursor(
+    condition: str, key: str, score: str, key_bound: str, *, cursor: bool
+) -> str:
+    position = (
+        f"""
+          AND c.{key} <= {key_bound} + 1e-9
+          AND ({score} < $5 OR ({score} = $5
+               AND (c.last_message_at, c.id) > ($3::timestamptz, $4::uuid)))"""
+        if cursor
+        else ""
+    )
+    return f"""
+    SELECT pick.*
+    FROM listed
+    CROSS JOIN LATERAL (
+        SELECT c.id, {score} AS score, c.last_message_at
+        FROM conversation_refs c
+        WHERE c.tenant_id = $1 AND c.inbox_id = listed.inbox_id AND c.state = 'QUEUED'
+          AND {condition}{position}
+        ORDER BY c.{key} DESC, c.last_message_at ASC, c.id ASC
+        LIMIT $2
+    ) AS pick"""
+
+
+# The priority of a row of each class at $6 (what live_priority() gives for it), from the
+# class's own key: the class scans read nothing but their index.
+_YOUNG_SCORE = "c.priority_young_key + listed.beta * $6::float8 / 86400"
+_AGED_SCORE = "c.priority_aged_key + listed.beta"
+_YOUNG = "c.last_message_at > to_timestamp($6::float8 - 86400)"
+_YOUNG_BOUND = "$5 - listed.beta * $6::float8 / 86400"
+
+
+def _list_by_priority(*, cursor: bool) -> str:
+    # The first page has no position to check; `$3`–`$5` (NULL) are only named.
+    first_page = (
+        ""
+        if cursor
+        else ("AND $3::timestamptz IS NULL AND $4::uuid IS NULL AND $5::float8 IS NULL")
+    )
+    return f"""
+WITH listed AS (
+    SELECT i.id AS inbox_id, t.priority_weight_beta::float8 AS beta,
+           (SELECT min(q.last_message_at) FROM conversation_refs q
+            WHERE q.tenant_id = $1 AND q.inbox_id = i.id AND q.state = 'QUEUED'
+              AND NOT q.aged) <= to_timestamp($6::float8 - 86400)
+           OR (SELECT min(q.last_message_at) FROM conversation_refs q
+               WHERE q.tenant_id = $1 AND q.inbox_id = i.id AND q.state = 'QUEUED'
+                 AND q.aged) <= to_timestamp($6::float8 - 86400) AS has_aged
+    FROM inboxes i
+    JOIN tenants t ON t.id = $1
+    WHERE i.tenant_id = $1 {first_page}
+      /*filters*/
+),
+candidates AS ({
+        _queued_after_cursor(
+            f"NOT c.aged AND {_YOUNG}",
+            "priority_young_key",
+            _YOUNG_SCORE,
+            _YOUNG_BOUND,
+            cursor=cursor,
+        )
+    }
+    UNION ALL{
+        _queued_after_cursor(
+            f"c.aged AND {_YOUNG}", "priority_young_key", _YOUNG_SCORE, _YOUNG_BOUND, cursor=cursor
+        )
+    }
+    WHERE to_timestamp($6::float8) < statement_timestamp() - interval '5 minutes'
+    UNION ALL{
+        _queued_after_cursor(
+            "c.last_message_at <= to_timestamp($6::float8 - 86400)",
+            "priority_aged_key",
+            _AGED_SCORE,
+            "$5 - listed.beta",
+            cursor=cursor,
+        )
+    }
+    WHERE listed.has_aged
+),
+best AS (
+    SELECT * FROM candidates
+    ORDER BY score DESC, last_message_at ASC, id ASC
+    LIMIT $2
+)
+SELECT {conversation_columns(reported_priority("$6::float8"))}, {LABELS_JSON},
+       best.score AS sort_score
+FROM best
+JOIN conversation_refs c ON c.tenant_id = $1 AND c.id = best.id
+JOIN tenants t ON t.id = $1
+ORDER BY best.score DESC, best.last_message_at ASC, best.id ASC
+"""
+
+
+LIST_BY_PRIORITY = _list_by_priority(cursor=False)  # the first page ($3, $4, $5 NULL)
+LIST_BY_PRIORITY_AFTER = _list_by_priority(cursor=True)  # the pages after a cursor
+
+# sort=priority with a label: driven by the label's attachments (a label is on few
+# conversations; scanning the inboxes' queues for it could read all of them).
+LIST_BY_PRIORITY_WITH_LABEL = f"""
 SELECT {conversation_columns("p.score")}, {LABELS_JSON}, p.score AS sort_score
-FROM conversation_refs c
+FROM labels l
+JOIN conversation_labels cl ON cl.tenant_id = $1 AND cl.label_id = l.id
+JOIN conversation_refs c ON c.tenant_id = $1 AND c.id = cl.conversation_id
 JOIN tenants t ON t.id = $1
 CROSS JOIN LATERAL (SELECT {live_priority("$6::float8")} AS score) p
-WHERE c.tenant_id = $1
+WHERE l.tenant_id = $1 AND l.id = $7::uuid AND c.state = 'QUEUED'
   AND ($5::float8 IS NULL
        OR p.score < $5
        OR (p.score = $5 AND (c.last_message_at, c.id) > ($3::timestamptz, $4::uuid)))
   /*filters*/
 ORDER BY p.score DESC, c.last_message_at ASC, c.id ASC
 LIMIT $2
+"""
+
+# Inbox filters of LIST_BY_PRIORITY (on its listed inboxes `i`).
+PRIORITY_WHERE_INBOX = """
+  AND i.id = ${n}::uuid
+"""
+
+PRIORITY_VISIBLE_TO_OPERATOR = """
+  AND i.id IN (
+      SELECT s.inbox_id
+      FROM operator_inbox_subscriptions s
+      JOIN operators o ON o.id = s.operator_id
+      WHERE s.tenant_id = $1 AND o.tenant_id = $1 AND s.operator_id = ${n}::uuid)
 """
 
 # Filters of the list, AND-ed into the WHERE; `{n}` is the number of the fragment's one

@@ -4,17 +4,20 @@ The sweeper serves every tenant, one tenant at a time (a background worker, not 
 each statement takes the tenant as $1 and filters every table on it, so that on a database
 distributed by tenant (Citus) it runs on the one node holding that tenant's rows.
 
-Lock order matches the request paths (operator_status → conversation → grace row) and the
+Lock order (sql/locking.py): operator status rows (ascending) → conversation → grace row; the
 sweeper never waits on a conversation or grace row (SKIP LOCKED), so it cannot deadlock with
 status changes or lifecycle transitions; rows it skips are handled on the next batch or run.
 """
 
-# Candidate expired rows of the tenant, oldest expiry first (no lock yet).
-# $1 tenant_id, $2 batch size
+# Candidate expired rows of the tenant, oldest expiry first (no lock yet), after the last
+# candidate of the previous batch of this run (keyset on (expires_at, id)), so a run goes past
+# rows it had to skip because another transaction held them, up to the end.
+# $1 tenant_id, $2 batch size, $3 last expires_at (NULL: from the start), $4 last id
 EXPIRED_CANDIDATES = """
-SELECT g.id, g.conversation_id, g.operator_id
+SELECT g.id, g.conversation_id, g.operator_id, g.expires_at
 FROM grace_period_assignments g
 WHERE g.tenant_id = $1 AND g.expires_at <= now()
+  AND ($3::timestamptz IS NULL OR (g.expires_at, g.id) > ($3::timestamptz, $4::uuid))
 ORDER BY g.expires_at, g.id
 LIMIT $2
 """

@@ -55,8 +55,78 @@ WHERE i.tenant_id = $1 AND i.id = $2
 RETURNING i.id, i.tenant_id, i.phone_number, i.display_name, i.created_at, i.updated_at
 """
 
-# Cascades (schema): the inbox's conversations (with their labels and grace rows), its
-# labels and its subscriptions.
+# Inbox delete, in the lock order of sql/locking.py (never relying on the order in which
+# PostgreSQL fires foreign-key cascades): the inbox row, the status rows of the operators
+# concerned, the subscriptions, the conversations in id order (in batches, each with its
+# grace rows and label attachments), the labels, the inbox.
+
+# The inbox, locked against new subscriptions, new or moved-in conversations and labels.
+# $1 tenant_id, $2 inbox_id
+LOCK_INBOX_FOR_DELETE = """
+SELECT id FROM inboxes WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+"""
+
+# Operators that may hold a conversation of the inbox: its subscribers and, should one have
+# been left without a subscription, the holders of its ALLOCATED conversations.
+# $1 tenant_id, $2 inbox_id
+INBOX_OPERATORS = """
+SELECT sub.operator_id
+FROM operator_inbox_subscriptions sub
+WHERE sub.tenant_id = $1 AND sub.inbox_id = $2
+UNION
+SELECT c.assigned_operator_id
+FROM conversation_refs c
+WHERE c.tenant_id = $1 AND c.inbox_id = $2 AND c.state = 'ALLOCATED'
+"""
+
+# $1 tenant_id, $2 inbox_id
+DELETE_INBOX_SUBSCRIPTIONS = """
+DELETE FROM operator_inbox_subscriptions sub
+WHERE sub.tenant_id = $1 AND sub.inbox_id = $2
+"""
+
+# The inbox's conversation ids in lock order (no lock: none can be added while the inbox row
+# is locked).
+# $1 tenant_id, $2 inbox_id
+INBOX_CONVERSATION_IDS = """
+SELECT c.id FROM conversation_refs c
+WHERE c.tenant_id = $1 AND c.inbox_id = $2
+ORDER BY c.id
+"""
+
+# One batch: the conversations locked in id order, then their grace rows and label
+# attachments, then the conversations themselves.
+# $1 tenant_id, $2 inbox_id, $3 conversation ids
+DELETE_CONVERSATION_BATCH = """
+WITH batch AS (
+    SELECT c.id
+    FROM conversation_refs c
+    WHERE c.tenant_id = $1 AND c.inbox_id = $2 AND c.id = ANY($3::uuid[])
+    ORDER BY c.id
+    FOR UPDATE OF c
+),
+grace AS (
+    DELETE FROM grace_period_assignments g
+    USING batch
+    WHERE g.tenant_id = $1 AND g.conversation_id = batch.id
+),
+attachments AS (
+    DELETE FROM conversation_labels cl
+    USING batch
+    WHERE cl.tenant_id = $1 AND cl.conversation_id = batch.id
+)
+DELETE FROM conversation_refs c
+USING batch
+WHERE c.tenant_id = $1 AND c.id = batch.id
+"""
+
+# The inbox's labels (with any attachment left on a conversation of another inbox).
+# $1 tenant_id, $2 inbox_id
+DELETE_INBOX_LABELS = """
+DELETE FROM labels l
+WHERE l.tenant_id = $1 AND l.inbox_id = $2
+"""
+
 # $1 tenant_id, $2 inbox_id
 DELETE_INBOX = """
 DELETE FROM inboxes

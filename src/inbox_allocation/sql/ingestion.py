@@ -1,4 +1,8 @@
-"""Conversation ingestion: one atomic upsert per inbound customer message."""
+"""Conversation ingestion: one atomic upsert per inbound customer message.
+
+Lock order (sql/locking.py): the inbox row (FOR KEY SHARE, by the foreign key of a new
+conversation; an inbox being deleted makes it wait), then the one conversation row.
+"""
 
 from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS, LABELS_JSON
 

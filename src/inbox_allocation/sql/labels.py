@@ -2,6 +2,9 @@
 
 Every statement filters every table it reads on the tenant (`tenant_id = $1`), so that on a
 database distributed by tenant (Citus) it runs on the node holding the tenant's rows.
+
+Lock order (sql/locking.py): the conversation (FOR SHARE), then the label, then the
+attachment.
 """
 
 # The Label shape, from alias `l`.
@@ -70,8 +73,9 @@ RETURNING l.id
 """
 
 # Attach/detach, first lookup: the conversation's inbox and whether the caller is subscribed
-# to it. KEY SHARE keeps the row from being deleted until the attachment commits (the foreign
-# key check takes the same lock) without blocking allocations, claims or lifecycle updates.
+# to it. FOR SHARE keeps the row from being moved to another inbox (or deleted) until the
+# attachment commits: a move waits and then detaches the old inbox's labels, this one too
+# (a KEY SHARE lock would let the move commit under an attach that still sees the old inbox).
 # $1 tenant_id, $2 conversation id, $3 caller's operator id
 LOCK_CONVERSATION = """
 SELECT c.inbox_id,
@@ -82,7 +86,7 @@ SELECT c.inbox_id,
        ) AS caller_subscribed
 FROM conversation_refs c
 WHERE c.tenant_id = $1 AND c.id = $2
-FOR KEY SHARE OF c
+FOR SHARE OF c
 """
 
 # Attach/detach, second lookup: the label's inbox.

@@ -1,15 +1,26 @@
 """State transitions after allocation: resolve, deallocate, reassign, move to another inbox.
 
-Each runs in a transaction that first locks the conversation row (LOCK_CONVERSATION), so two
-concurrent transitions of one conversation are serialised and the second sees the first's
-result (no lost updates from stale snapshots). FOR NO KEY UPDATE: foreign-key
-checks (label attachments, grace rows) need not wait. Statements returning conversation
-columns join the tenant (`t`) for the live priority; the updates return the row from a CTE
-and compute those columns outside it (a distributed database refuses now() and enum casts
-in RETURNING). Every table is filtered by the tenant ($1).
+Each runs in a transaction that locks, in the order of sql/locking.py, the status rows of the
+conversation's holder (read first without a lock, PEEK_HOLDER) and of a reassign target,
+then the conversation row (LOCK_CONVERSATION), so two concurrent transitions of one
+conversation are serialised and the second sees the first's result (no lost updates from
+stale snapshots). FOR NO KEY UPDATE: foreign-key checks (label attachments, grace rows) need
+not wait. Statements returning conversation columns join the tenant (`t`) for the live
+priority; the updates return the row from a CTE and compute those columns outside it (a
+distributed database refuses now() and enum casts in RETURNING). Every table is filtered by
+the tenant ($1).
 """
 
 from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS
+
+# Who holds the conversation now, read without a lock (its status row comes first in the
+# lock order); re-checked once the conversation is locked.
+# $1 tenant_id, $2 conversation_id
+PEEK_HOLDER = """
+SELECT c.state::text AS state, c.assigned_operator_id
+FROM conversation_refs c
+WHERE c.tenant_id = $1 AND c.id = $2
+"""
 
 # $1 tenant_id, $2 conversation_id
 LOCK_CONVERSATION = f"""
@@ -60,8 +71,9 @@ JOIN tenants t ON t.id = $1
 """
 
 # The reassign target: member of the tenant? subscribed to the inbox? available? Its status
-# row is held FOR SHARE so it cannot go OFFLINE before this transaction commits (and if it
-# then does, its status change gives this conversation a grace row).
+# row is already held FOR SHARE (LOCK_STATUS_ROWS_SHARED), so it cannot go OFFLINE, be
+# unsubscribed or deleted before this transaction commits (and if it then goes OFFLINE, its
+# status change gives this conversation a grace row); the subscription read is current.
 # $1 tenant_id, $2 target operator_id, $3 inbox_id
 TARGET_OPERATOR = """
 SELECT o.id,
@@ -74,7 +86,8 @@ FROM operators o
 WHERE o.tenant_id = $1 AND o.id = $2
 """
 
-# The move target inbox, and whether the current assignee (if any) is subscribed to it.
+# The move target inbox, and whether the current assignee (if any) is subscribed to it (the
+# assignee's status row is held, so that cannot change before commit).
 # $1 tenant_id, $2 target inbox_id, $3 assigned operator_id (may be NULL)
 TARGET_INBOX = """
 SELECT i.id,
@@ -116,17 +129,4 @@ WHERE l.id = cl.label_id AND l.tenant_id = $1 AND cl.tenant_id = $1
 DELETE_GRACE_ROW = """
 DELETE FROM grace_period_assignments g
 WHERE g.tenant_id = $1 AND g.conversation_id = $2
-"""
-
-# Taken right after LOCK_CONVERSATION when the conversation has a holder: a status change of
-# that operator (which creates or deletes its grace rows) either finished before — and this
-# transaction's next statements see its grace row — or waits until this one is done and
-# then sees the conversation's new state. Either way no grace row outlives its allocation.
-# $1 tenant_id, $2 holder operator_id
-LOCK_HOLDER_STATUS = """
-SELECT s.operator_id
-FROM operator_status s
-JOIN operators o ON o.id = s.operator_id
-WHERE s.tenant_id = $1 AND o.tenant_id = $1 AND s.operator_id = $2
-FOR SHARE OF s
 """

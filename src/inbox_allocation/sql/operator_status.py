@@ -2,6 +2,9 @@
 
 Every statement filters every table it reads on the tenant ($1), so that on a database
 distributed by tenant (Citus) it runs on the node holding the tenant's rows.
+
+Lock order (sql/locking.py): the operator's status row (FOR UPDATE), then its conversations
+in id order (foreign-key checks of new grace rows), then grace rows.
 """
 
 # The status shape, from `s` (status) and `o` (operator).
@@ -61,7 +64,8 @@ WHERE o.tenant_id = $1
 """
 
 # Going OFFLINE: every conversation allocated to the operator gets a grace row; an existing
-# row for that conversation is replaced (docs/decisions.md#grace-period).
+# row for that conversation is replaced (docs/decisions.md#grace-period). Rows are inserted (and their
+# conversations key-share locked by the foreign key) in id order (sql/locking.py).
 # created_at = EXCLUDED.created_at is now() (the column's default in the proposed row): a
 # distributed database refuses now() itself in ON CONFLICT DO UPDATE. Each new row's id is
 # derived from the conversation and a fresh value of the service ($4), not drawn by
@@ -75,6 +79,7 @@ SELECT md5($4::uuid::text || c.id::text)::uuid, c.tenant_id, c.id, c.assigned_op
        now() + $3::interval, 'OFFLINE'
 FROM conversation_refs c
 WHERE c.tenant_id = $1 AND c.assigned_operator_id = $2 AND c.state = 'ALLOCATED'
+ORDER BY c.id
 ON CONFLICT (tenant_id, conversation_id) DO UPDATE
 SET operator_id = EXCLUDED.operator_id,
     expires_at = EXCLUDED.expires_at,

@@ -73,10 +73,10 @@ WHERE tenant_id = $1 AND id = $2
 FOR NO KEY UPDATE
 """
 
-# The target of a deletion. Its status row is locked first (allocation and status changes
-# hold it while they assign conversations), then the operator row FOR UPDATE, which makes
-# new foreign-key references to it (reassign, grace rows) wait: after this no conversation
-# can be assigned to the operator behind the re-queue below.
+# The target of a deletion. Its status row is locked first (lock order: sql/locking.py;
+# allocation, claim, reassign and status changes hold it while they give it conversations),
+# then the operator row FOR UPDATE: after this no conversation can be assigned to the
+# operator behind the re-queue below.
 # $1 tenant_id, $2 operator_id
 LOCK_STATUS_FOR_DELETE = """
 SELECT s.operator_id
@@ -105,15 +105,30 @@ WHERE o.tenant_id = $1 AND o.id = $2
 RETURNING {OPERATOR_COLUMNS}
 """
 
-# Before an operator is deleted its ALLOCATED conversations go back to the queue
-# (docs/decisions.md#operator-deletion: the
-# original left them ALLOCATED to nobody) and their grace rows are dropped.
+# Before an operator is deleted (its status row locked, lock order of sql/locking.py) its
+# subscriptions go, then its ALLOCATED conversations go back to the queue (the
+# original left them ALLOCATED to nobody), locked in id order, and their grace rows are
+# dropped.
+# $1 tenant_id, $2 operator_id
+DELETE_OPERATOR_SUBSCRIPTIONS = """
+DELETE FROM operator_inbox_subscriptions sub
+WHERE sub.tenant_id = $1 AND sub.operator_id = $2
+"""
+
 # $1 tenant_id, $2 operator_id
 REQUEUE_OPERATOR_CONVERSATIONS = """
-WITH requeued AS (
+WITH held AS (
+    SELECT c.id
+    FROM conversation_refs c
+    WHERE c.tenant_id = $1 AND c.assigned_operator_id = $2 AND c.state = 'ALLOCATED'
+    ORDER BY c.id
+    FOR NO KEY UPDATE OF c
+),
+requeued AS (
     UPDATE conversation_refs c
     SET state = 'QUEUED', assigned_operator_id = NULL, updated_at = now()
-    WHERE c.tenant_id = $1 AND c.assigned_operator_id = $2 AND c.state = 'ALLOCATED'
+    FROM held
+    WHERE c.tenant_id = $1 AND c.id = held.id
     RETURNING c.id
 )
 DELETE FROM grace_period_assignments g
@@ -124,12 +139,21 @@ WHERE g.tenant_id = $1 AND g.conversation_id = r.id
 # Then the operator is cleared from the conversations it still holds (resolved ones) and
 # from the labels it created. The foreign keys are NO ACTION (a distributed database refuses
 # ON DELETE SET NULL on keys that include tenant_id), so these run before the delete, in its
-# transaction. Neither moves updated_at: this is bookkeeping, not a change of the row.
+# transaction (conversations locked in id order, sql/locking.py). Neither moves updated_at:
+# this is bookkeeping, not a change of the row.
 # $1 tenant_id, $2 operator_id
 CLEAR_CONVERSATION_ASSIGNEE = """
+WITH held AS (
+    SELECT c.id
+    FROM conversation_refs c
+    WHERE c.tenant_id = $1 AND c.assigned_operator_id = $2
+    ORDER BY c.id
+    FOR NO KEY UPDATE OF c
+)
 UPDATE conversation_refs c
 SET assigned_operator_id = NULL
-WHERE c.tenant_id = $1 AND c.assigned_operator_id = $2
+FROM held
+WHERE c.tenant_id = $1 AND c.id = held.id
 """
 
 # $1 tenant_id, $2 operator_id

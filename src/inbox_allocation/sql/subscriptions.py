@@ -99,15 +99,22 @@ WHERE s.tenant_id = $1 AND s.inbox_id = $2 AND s.operator_id = $3
 """
 
 # Unsubscribing returns the operator's conversations in that inbox to the queue
-# (docs/decisions.md#subscriptions) and
-# drops their grace rows, which no longer have anything to expire.
+# locked in id order, and drops their grace rows, which no longer have anything to expire.
 # $1 tenant_id, $2 inbox_id, $3 operator_id
 REQUEUE_OPERATOR_IN_INBOX = """
-WITH requeued AS (
-    UPDATE conversation_refs c
-    SET state = 'QUEUED', assigned_operator_id = NULL, updated_at = now()
+WITH held AS (
+    SELECT c.id
+    FROM conversation_refs c
     WHERE c.tenant_id = $1 AND c.inbox_id = $2 AND c.assigned_operator_id = $3
       AND c.state = 'ALLOCATED'
+    ORDER BY c.id
+    FOR NO KEY UPDATE OF c
+),
+requeued AS (
+    UPDATE conversation_refs c
+    SET state = 'QUEUED', assigned_operator_id = NULL, updated_at = now()
+    FROM held
+    WHERE c.tenant_id = $1 AND c.id = held.id
     RETURNING c.id
 )
 DELETE FROM grace_period_assignments g

@@ -11,9 +11,14 @@ from inbox_allocation.db.pool import CONNECTION_ERRORS, Database
 from inbox_allocation.logging import get_logger
 from inbox_allocation.services.grace import GraceSweeper
 from inbox_allocation.services.idempotency import IdempotencyStore
+from inbox_allocation.services.priority_keys import PriorityKeys
 from inbox_allocation.services.queue_aging import QueueAging
 
 log = get_logger(__name__)
+
+# How often the priority-keys worker looks for keys of older weights (one cheap index probe
+# per tenant when there are none).
+PRIORITY_KEYS_INTERVAL = timedelta(seconds=1)
 
 
 class PeriodicTask:
@@ -67,7 +72,8 @@ class PeriodicTask:
 
 
 class BackgroundWorkers:
-    """The service's periodic jobs (grace sweeper, queue aging, idempotency cleanup)."""
+    """The service's periodic jobs (grace sweeper, queue aging, priority keys after a
+    weights change, idempotency cleanup)."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
         sweeper = GraceSweeper(db, settings.grace_period_batch_size)
@@ -80,6 +86,10 @@ class BackgroundWorkers:
             ),
             PeriodicTask(
                 "queue-aging", QueueAging(db).sweep, settings.queue_aging_interval,
+                run_immediately=True,
+            ),
+            PeriodicTask(
+                "priority-keys", PriorityKeys(db).catch_up, PRIORITY_KEYS_INTERVAL,
                 run_immediately=True,
             ),
             # First run after one interval (docs/decisions.md#background-workers).

@@ -57,8 +57,9 @@ Keyset-paginated: pass `meta.next_cursor` back as `cursor` (with the same `sort`
 next page; `has_more` is true only when more rows exist.
 
 Orders: `newest` (default) = last_message_at DESC, id DESC; `oldest` = last_message_at ASC,
-id ASC; `priority` = priority_score DESC, last_message_at ASC, id ASC — the order in which
-/allocate hands conversations out.
+id ASC; `priority` = the queue (QUEUED conversations) by priority_score DESC, last_message_at
+ASC, id ASC — the order in which /allocate hands them out (`state` must then be QUEUED or
+omitted: another state with `sort=priority` is 400 VALIDATION_ERROR).
 
 Role OPERATOR sees only the inboxes it is subscribed to; MANAGER and ADMIN the whole tenant.
 An invalid filter, sort or cursor is 400 VALIDATION_ERROR.

@@ -1,0 +1,33 @@
+"""The priority-keys worker's statements (services/priority_keys.py).
+
+The worker serves every tenant, one at a time (the tenant list is maintenance.ALL_TENANT_IDS);
+each statement touches one tenant's rows only (`tenant_id = $1`, `t.id = $1`).
+"""
+
+# One batch: up to $2 conversations of tenant $1 whose keys carry an older weights version,
+# recomputed by the key trigger (assigning message_count to itself fires it; it reads the
+# current weights and version). Rows another transaction holds are skipped, so the worker
+# never waits and an allocation never waits for it (sql/locking.py); the ids go to the
+# UPDATE as an array, so it reaches the rows through the primary key.
+# $1 tenant_id, $2 batch size
+RECOMPUTE_BATCH = """
+UPDATE conversation_refs c
+SET message_count = c.message_count
+WHERE c.tenant_id = $1 AND c.id = ANY (ARRAY(
+    SELECT s.id
+    FROM conversation_refs s
+    JOIN tenants t ON t.id = $1
+    WHERE s.tenant_id = $1 AND s.weights_version < t.weights_version
+    LIMIT $2
+    FOR NO KEY UPDATE OF s SKIP LOCKED
+))
+"""
+
+# How many conversations of the tenant still carry keys of older weights.
+# $1 tenant_id
+STALE_COUNT = """
+SELECT count(*)
+FROM conversation_refs c
+JOIN tenants t ON t.id = $1
+WHERE c.tenant_id = $1 AND c.weights_version < t.weights_version
+"""
