@@ -31,6 +31,7 @@ from inbox_allocation.api.routers import (
     allocation,
     conversations,
     docs,
+    events,
     health,
     inboxes,
     labels,
@@ -44,6 +45,7 @@ from inbox_allocation.config import Settings, load_settings
 from inbox_allocation.db.pool import Database, create_pool
 from inbox_allocation.logging import configure_logging, get_logger
 from inbox_allocation.observability import metrics, tracing
+from inbox_allocation.services.event_hub import EventHub
 from inbox_allocation.workers import BackgroundWorkers
 
 log = get_logger(__name__)
@@ -62,6 +64,7 @@ OPENAPI_TAGS = [
     {"name": "lifecycle", "description": "Resolve, deallocate, reassign, move."},
     {"name": "labels", "description": "Per-inbox labels and their attachments."},
     {"name": "stats", "description": "Queue statistics (managers)."},
+    {"name": "events", "description": "The event stream: SSE and long-polled pages."},
 ]
 
 
@@ -74,6 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = Database(pool)
         workers = BackgroundWorkers(app.state.db, settings)
         workers.start()
+        # The process's one event listener (GET /api/v1/events readers wait on it).
+        app.state.event_hub = EventHub(settings.dsn)
+        app.state.event_hub.start()
         pool_sampler = (
             metrics.start_pool_sampler(app.state.db) if settings.metrics_enabled else None
         )
@@ -88,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if pool_sampler is not None:
                 await pool_sampler.stop()
+            await app.state.event_hub.stop()
             await workers.stop()
             await pool.close()
             log.info("shutdown complete")
@@ -117,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     # Routes are matched in order: the hot paths (allocation, lifecycle) first.
     modules = (allocation, lifecycle, conversations, operator_status, labels, health, inboxes,
-               operators, tenant, stats, docs)  # fmt: skip
+               operators, tenant, stats, events, docs)  # fmt: skip
     for module in modules:
         app.include_router(module.router)
     request_metrics = None

@@ -1,0 +1,133 @@
+"""The event outbox: reading a tenant's events in cursor order, the watermark, retention.
+
+A position is (xid, seq): the writing transaction's id and a per-row sequence number. Only
+rows whose xid is below the xmin of the reading statement's snapshot are delivered: every
+transaction below xmin has ended, so the set of rows below it can no longer change and a
+reader that resumes from any delivered position can never miss a row that commits later.
+Within that set the order is (xid, seq). Every statement reads one tenant only.
+"""
+
+# The delivery watermark: no transaction with an xid below it is still running.
+WATERMARK = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+
+# The columns an event is rendered from (services.events.render_event).
+EVENT_COLUMNS = "e.xid, e.seq, e.type, e.occurred_at, e.tenant_id, e.data::text AS data"
+
+# Who may see an event: $4 true = every event of the tenant (MANAGER/ADMIN); otherwise (an
+# OPERATOR, $5) the events about itself and the conversation events of the inboxes it is
+# subscribed to now, when the event is read.
+_VISIBLE = """
+  AND ($4::bool OR e.operator_id = $5::uuid
+       OR (e.type LIKE 'conversation.%' AND EXISTS (
+             SELECT 1
+             FROM operator_inbox_subscriptions s
+             JOIN operators o ON o.id = s.operator_id AND o.tenant_id = $1
+             WHERE s.operator_id = $5::uuid
+               AND (s.inbox_id = e.inbox_id OR s.inbox_id = e.from_inbox_id))))
+"""
+
+# One page after the cursor ($2, $3), with the watermark and the tenant's purge position
+# (NULLs when nothing was ever purged) on every row; a page with no event is one row of NULL
+# event columns. One statement, one snapshot: the watermark and the rows agree.
+# $1 tenant_id, $2 after xid, $3 after seq, $4 sees all, $5 operator_id, $6 types (NULL =
+# all), $7 inbox_id (NULL = all), $8 limit
+PAGE = f"""
+WITH mark AS (SELECT {WATERMARK} AS watermark)
+SELECT mark.watermark, p.xid AS purged_xid, p.seq AS purged_seq, page.*
+FROM mark
+LEFT JOIN event_purges p ON p.tenant_id = $1
+LEFT JOIN LATERAL (
+    SELECT {EVENT_COLUMNS}
+    FROM events e
+    WHERE e.tenant_id = $1 AND (e.xid, e.seq) > ($2::bigint, $3::bigint)
+      AND e.xid < mark.watermark
+      AND ($6::text[] IS NULL OR e.type = ANY($6::text[]))
+      AND ($7::uuid IS NULL OR e.inbox_id = $7::uuid OR e.from_inbox_id = $7::uuid)
+      {_VISIBLE}
+    ORDER BY e.xid, e.seq
+    LIMIT $8
+) page ON true
+"""
+
+# The hub's batch: every deliverable event of the listed tenants in [$2, $3) of xid, for
+# the readers of this process (they filter in memory). $1 tenant ids, $2 from xid, $3 the
+# watermark the batch was cut at.
+BATCH = f"""
+SELECT {EVENT_COLUMNS}, e.inbox_id, e.from_inbox_id, e.operator_id
+FROM events e
+WHERE e.tenant_id = ANY($1::uuid[]) AND e.xid >= $2 AND e.xid < $3
+ORDER BY e.xid, e.seq
+"""
+
+# The inboxes each listed operator of the tenant is subscribed to (OPERATOR readers' view).
+# $1 tenant_id, $2 operator ids
+SUBSCRIPTIONS = """
+SELECT s.operator_id, s.inbox_id
+FROM operator_inbox_subscriptions s
+JOIN operators o ON o.id = s.operator_id AND o.tenant_id = $1
+WHERE s.operator_id = ANY($2::uuid[])
+"""
+
+# ---- Retention ------------------------------------------------------------------------
+
+TENANTS = "SELECT id FROM tenants ORDER BY id"
+
+# The oldest events of a tenant, in position order, with whether each is past retention.
+# $1 tenant_id, $2 cutoff, $3 batch size
+OLDEST = """
+SELECT e.xid, e.seq, e.occurred_at < $2 AS expired
+FROM events e
+WHERE e.tenant_id = $1
+ORDER BY e.xid, e.seq
+LIMIT $3
+"""
+
+# Deletes the tenant's events up to a position (all past retention, found by OLDEST).
+# $1 tenant_id, $2 xid, $3 seq
+DELETE_UP_TO = """
+DELETE FROM events e
+WHERE e.tenant_id = $1 AND (e.xid, e.seq) <= ($2::bigint, $3::bigint)
+"""
+
+# Moves the purge position forward (never back: another replica may purge concurrently).
+# $1 tenant_id, $2 xid, $3 seq
+RECORD_PURGE = """
+INSERT INTO event_purges AS p (tenant_id, xid, seq) VALUES ($1, $2, $3)
+ON CONFLICT (tenant_id) DO UPDATE SET xid = EXCLUDED.xid, seq = EXCLUDED.seq
+WHERE (p.xid, p.seq) < (EXCLUDED.xid, EXCLUDED.seq)
+"""
+
+# ---- Writing events -------------------------------------------------------------------
+#
+# Each state-changing statement inserts its events in the same statement, as a
+# data-modifying CTE over the changed rows (see the statements in sql/). These fragments
+# build the event's `data.conversation` from a RETURNING row set aliased `changed`, with the
+# columns the API returns for a conversation (services.events renders the timestamps).
+
+CONVERSATION_JSON = """jsonb_build_object(
+    'id', changed.id, 'tenant_id', changed.tenant_id, 'inbox_id', changed.inbox_id,
+    'external_conversation_id', changed.external_conversation_id,
+    'customer_phone_number', changed.customer_phone_number, 'state', changed.state,
+    'assigned_operator_id', changed.assigned_operator_id,
+    'last_message_at', changed.last_message_at, 'message_count', changed.message_count,
+    'priority_score', changed.priority_score, 'created_at', changed.created_at,
+    'updated_at', changed.updated_at, 'resolved_at', changed.resolved_at)"""
+
+
+def insert_conversation_events(
+    event_type: str,
+    extra: str = "",
+    *,
+    operator: str = "changed.assigned_operator_id",
+    from_inbox: str = "NULL",
+    source: str = "changed",
+) -> str:
+    """`INSERT INTO events … SELECT … FROM {source} changed` for one event per changed
+    conversation; `extra` adds `'key', value` pairs to `data`, `operator` is the operator
+    the event is about (visibility), `from_inbox` the inbox a move left."""
+    pairs = f", {extra}" if extra else ""
+    return f"""
+    INSERT INTO events (tenant_id, type, inbox_id, from_inbox_id, operator_id, data)
+    SELECT changed.tenant_id, '{event_type}', changed.inbox_id, {from_inbox}, {operator},
+           jsonb_build_object('conversation', {CONVERSATION_JSON}{pairs})
+    FROM {source} changed"""
