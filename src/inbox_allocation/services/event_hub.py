@@ -118,7 +118,13 @@ class EventHub:
         mark: int = await conn.fetchval(f"SELECT {sql.WATERMARK}")
         low = self._mark
         self._mark = mark
-        if low is None or mark <= low:
+        if low is None:
+            # The first mark since readers appeared: an empty batch that wakes every reader
+            # whose position is below it (they read the events in between from the database;
+            # later batches start here).
+            self._offer(Batch(mark, mark))
+            return
+        if mark <= low:
             return
         tenants = list(self.readers)
         rows_by_tenant: dict[UUID, list[asyncpg.Record]] = defaultdict(list)
@@ -138,7 +144,9 @@ class EventHub:
                 found[sub["operator_id"]].add(sub["inbox_id"])
             for operator, inboxes in found.items():
                 subscriptions[(tenant_id, operator)] = frozenset(inboxes)
-        batch = Batch(low, mark, rows_by_tenant, subscriptions)
+        self._offer(Batch(low, mark, rows_by_tenant, subscriptions))
+
+    def _offer(self, batch: Batch) -> None:
         for readers in list(self.readers.values()):
             for reader in list(readers):
                 reader.offer(batch)

@@ -173,7 +173,8 @@ class EventStream:
             self.pending[-1] = last.extended(batch.high)
             return
         self.pending.append(batch)
-        if rows:
+        if rows or self.position[0] < batch.low:
+            # New events, or a gap to read from the database.
             self.wake.set()
 
     async def take(self, limit: int) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from inbox_allocation.config import Settings
 from inbox_allocation.db.pool import CONNECTION_ERRORS, Database
 from inbox_allocation.logging import get_logger
+from inbox_allocation.services.event_retention import EventRetention
 from inbox_allocation.services.grace import GraceSweeper
 from inbox_allocation.services.idempotency import IdempotencyStore
 from inbox_allocation.services.queue_aging import QueueAging
@@ -67,7 +68,8 @@ class PeriodicTask:
 
 
 class BackgroundWorkers:
-    """The service's periodic jobs (grace sweeper, queue aging, idempotency cleanup)."""
+    """The service's periodic jobs (grace sweeper, queue aging, idempotency cleanup, event
+    retention; webhook delivery has its own loop)."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
         sweeper = GraceSweeper(db, settings.grace_period_batch_size)
@@ -86,6 +88,10 @@ class BackgroundWorkers:
             PeriodicTask(
                 "idempotency-cleanup", keys.delete_expired,
                 settings.idempotency_cleanup_interval, run_immediately=False,
+            ),
+            PeriodicTask(
+                "events-retention", EventRetention(db, settings.events_retention).purge,
+                settings.events_cleanup_interval, run_immediately=False,
             ),
         ]  # fmt: skip
 

@@ -113,11 +113,16 @@ async def get_events(
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
-    events = await stream.read_page(page_size)
-    if not events and wait_seconds > 0:
+    if wait_seconds == 0:
+        events = await stream.read_page(page_size)
+    else:
+        # Registered before the first read, so every batch the hub reads from then on
+        # reaches this reader (docs/events.md, "Fan-out").
         hub.register(stream)
         try:
-            events = await stream.next_events(hub, page_size, float(wait_seconds))
+            events = await stream.read_page(page_size)
+            if not events:
+                events = await stream.next_events(hub, page_size, float(wait_seconds))
         finally:
             hub.unregister(stream)
     return ok({"events": events, "next_after": encode_cursor(stream.position)})
