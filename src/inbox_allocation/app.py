@@ -40,6 +40,7 @@ from inbox_allocation.api.routers import (
     operators,
     stats,
     tenant,
+    webhooks,
 )
 from inbox_allocation.config import Settings, load_settings
 from inbox_allocation.db.pool import Database, create_pool
@@ -65,6 +66,7 @@ OPENAPI_TAGS = [
     {"name": "labels", "description": "Per-inbox labels and their attachments."},
     {"name": "stats", "description": "Queue statistics (managers)."},
     {"name": "events", "description": "The event stream: SSE and long-polled pages."},
+    {"name": "webhooks", "description": "Events pushed to HTTP endpoints (admins)."},
 ]
 
 
@@ -124,7 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     # Routes are matched in order: the hot paths (allocation, lifecycle) first.
     modules = (allocation, lifecycle, conversations, operator_status, labels, health, inboxes,
-               operators, tenant, stats, events, docs)  # fmt: skip
+               operators, tenant, stats, events, webhooks, docs)  # fmt: skip
     for module in modules:
         app.include_router(module.router)
     request_metrics = None

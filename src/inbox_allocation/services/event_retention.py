@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from inbox_allocation.db.pool import Database
 from inbox_allocation.logging import get_logger
 from inbox_allocation.sql import events as sql
+from inbox_allocation.sql import webhooks as webhook_sql
 
 log = get_logger(__name__)
 
@@ -37,6 +38,8 @@ class EventRetention:
         return deleted
 
     async def purge_tenant(self, tenant_id: object, cutoff: datetime) -> int:
+        # The webhook delivery log is kept as long as the events.
+        await self.db.execute(webhook_sql.PURGE_DELIVERIES, tenant_id, cutoff)
         deleted = 0
         while True:
             async with self.db.transaction() as conn:

@@ -13,6 +13,7 @@ from inbox_allocation.services.event_retention import EventRetention
 from inbox_allocation.services.grace import GraceSweeper
 from inbox_allocation.services.idempotency import IdempotencyStore
 from inbox_allocation.services.queue_aging import QueueAging
+from inbox_allocation.services.webhooks import WebhookDelivery
 
 log = get_logger(__name__)
 
@@ -69,7 +70,7 @@ class PeriodicTask:
 
 class BackgroundWorkers:
     """The service's periodic jobs (grace sweeper, queue aging, idempotency cleanup, event
-    retention; webhook delivery has its own loop)."""
+    retention, webhook delivery)."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
         sweeper = GraceSweeper(db, settings.grace_period_batch_size)
@@ -92,6 +93,11 @@ class BackgroundWorkers:
             PeriodicTask(
                 "events-retention", EventRetention(db, settings.events_retention).purge,
                 settings.events_cleanup_interval, run_immediately=False,
+            ),
+            # Claims due webhooks with SKIP LOCKED and a lease: safe in every replica.
+            PeriodicTask(
+                "webhook-delivery", WebhookDelivery(db, settings).run_once,
+                settings.webhook_poll_interval, run_immediately=False,
             ),
         ]  # fmt: skip
 
