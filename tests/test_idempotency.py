@@ -52,8 +52,9 @@ async def test_four_xx_results_are_stored(client: httpx.AsyncClient, db: asyncpg
     first = await client.post("/api/v1/claim", headers=with_key(ACME_OP4, "c"), json=body)
     assert first.status_code == 403
     await db.execute(
-        "INSERT INTO operator_inbox_subscriptions (operator_id, inbox_id) "
-        "VALUES ($1, '20000000-0000-0000-0000-000000000002')",
+        "INSERT INTO operator_inbox_subscriptions (tenant_id, operator_id, inbox_id) "
+        "SELECT tenant_id, id, '20000000-0000-0000-0000-000000000002' FROM operators "
+        "WHERE id = $1",
         uuid.UUID(ACME_OP4),
     )
     again = await client.post("/api/v1/claim", headers=with_key(ACME_OP4, "c"), json=body)

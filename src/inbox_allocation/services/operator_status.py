@@ -35,8 +35,9 @@ class OperatorStatusService:
         async with self.db.transaction() as conn:
             current = await conn.fetchrow(sql.LOCK_STATUS, tenant_id, operator_id)
             if current is None:
-                created = await conn.fetchrow(sql.INSERT_STATUS, tenant_id, operator_id, status)
-                if created is not None:
+                if await conn.fetchval(sql.INSERT_STATUS, tenant_id, operator_id, status):
+                    created = await conn.fetchrow(sql.GET_STATUS, tenant_id, operator_id)
+                    assert created is not None  # inserted by this transaction
                     return created
                 # A concurrent request created it first: continue as a normal change.
                 current = await conn.fetchrow(sql.LOCK_STATUS, tenant_id, operator_id)
