@@ -12,17 +12,21 @@ a number whose transaction has not committed yet).
 events: a cursor below it may have missed deleted events and is refused (410).
 
 `webhooks` / `webhook_deliveries`: a webhook's `position` is the last event it has been
-sent (or skipped); deliveries are the log of attempts. Every table is tenant-keyed.
+sent (or skipped); deliveries are the log of attempts. Every table is tenant-keyed and, on
+Citus, distributed by tenant_id in the colocation group of the other tables (foreign keys
+are added after distributing, one per ALTER TABLE, as Citus requires).
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-04
 """
 
-from inbox_allocation.db.migrations import execute_script
+from inbox_allocation.db.migrations import distribute_by_tenant, execute_script, undistribute
+
+TABLES = ["events", "event_purges", "webhooks", "webhook_deliveries"]
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
@@ -32,7 +36,7 @@ def upgrade() -> None:
     CREATE SEQUENCE events_seq;
 
     CREATE TABLE events (
-        tenant_id uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+        tenant_id uuid NOT NULL,
         xid bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
         seq bigint NOT NULL DEFAULT nextval('events_seq'),
         type text NOT NULL,
@@ -48,14 +52,14 @@ def upgrade() -> None:
     CREATE INDEX idx_events_tenant_occurred ON events (tenant_id, occurred_at);
 
     CREATE TABLE event_purges (
-        tenant_id uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+        tenant_id uuid NOT NULL,
         xid bigint NOT NULL,
         seq bigint NOT NULL,
         CONSTRAINT event_purges_pkey PRIMARY KEY (tenant_id)
     );
 
     CREATE TABLE webhooks (
-        tenant_id uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+        tenant_id uuid NOT NULL,
         id uuid NOT NULL DEFAULT gen_random_uuid(),
         url text NOT NULL,
         event_types text[],
@@ -86,15 +90,35 @@ def upgrade() -> None:
         duration_ms integer NOT NULL,
         next_attempt_at timestamptz,
         created_at timestamptz NOT NULL DEFAULT now(),
-        CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (tenant_id, webhook_id, id),
-        CONSTRAINT webhook_deliveries_webhook_fkey FOREIGN KEY (tenant_id, webhook_id)
-            REFERENCES webhooks (tenant_id, id) ON DELETE CASCADE
+        CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (tenant_id, webhook_id, id)
     );
     CREATE INDEX idx_webhook_deliveries_created ON webhook_deliveries (tenant_id, created_at);
+    """)
+    distribute_by_tenant(TABLES)
+    execute_script("""
+    ALTER TABLE events ADD CONSTRAINT events_tenant_fkey
+        FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
+    ALTER TABLE event_purges ADD CONSTRAINT event_purges_tenant_fkey
+        FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
+    ALTER TABLE webhooks ADD CONSTRAINT webhooks_tenant_fkey
+        FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
+    ALTER TABLE webhook_deliveries ADD CONSTRAINT webhook_deliveries_tenant_fkey
+        FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
+    ALTER TABLE webhook_deliveries ADD CONSTRAINT webhook_deliveries_webhook_fkey
+        FOREIGN KEY (tenant_id, webhook_id) REFERENCES webhooks (tenant_id, id)
+        ON DELETE CASCADE;
     """)
 
 
 def downgrade() -> None:
+    execute_script("""
+    ALTER TABLE webhook_deliveries DROP CONSTRAINT IF EXISTS webhook_deliveries_webhook_fkey;
+    ALTER TABLE webhook_deliveries DROP CONSTRAINT IF EXISTS webhook_deliveries_tenant_fkey;
+    ALTER TABLE webhooks DROP CONSTRAINT IF EXISTS webhooks_tenant_fkey;
+    ALTER TABLE event_purges DROP CONSTRAINT IF EXISTS event_purges_tenant_fkey;
+    ALTER TABLE events DROP CONSTRAINT IF EXISTS events_tenant_fkey;
+    """)
+    undistribute(TABLES)
     execute_script("""
     DROP TABLE IF EXISTS webhook_deliveries;
     DROP TABLE IF EXISTS webhooks;

@@ -115,7 +115,7 @@ class EventHub:
                 server_settings={"timezone": "UTC", "application_name": "inbox-allocation-events"},
             )  # fmt: skip
         conn = self._conn
-        mark: int = await conn.fetchval(f"SELECT {sql.WATERMARK}")
+        mark: int = await conn.fetchval(sql.CURRENT_WATERMARK)
         low = self._mark
         self._mark = mark
         if low is None:

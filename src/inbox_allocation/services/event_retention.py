@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from inbox_allocation.db.pool import Database
 from inbox_allocation.logging import get_logger
 from inbox_allocation.sql import events as sql
+from inbox_allocation.sql import maintenance
 from inbox_allocation.sql import webhooks as webhook_sql
 
 log = get_logger(__name__)
@@ -31,7 +32,7 @@ class EventRetention:
         """Delete every tenant's expired events; returns how many were deleted."""
         cutoff = (now or datetime.now(UTC)) - self.retention
         deleted = 0
-        for tenant in await self.db.fetch(sql.TENANTS):
+        for tenant in await self.db.fetch(maintenance.ALL_TENANT_IDS):
             deleted += await self.purge_tenant(tenant["id"], cutoff)
         if deleted:
             log.info("expired events deleted", count=deleted)

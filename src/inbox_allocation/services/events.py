@@ -232,5 +232,5 @@ class EventStream:
 
 async def current_end(db: Database) -> Position:
     """The position after every event that is deliverable now."""
-    watermark: int = await db.fetchval(f"SELECT {sql.WATERMARK}")
+    watermark: int = await db.fetchval(sql.CURRENT_WATERMARK)
     return (watermark, 0)

@@ -16,6 +16,7 @@ from inbox_allocation.sql.conversations import (
     conversation_columns,
     live_priority,
 )
+from inbox_allocation.sql.events import changed_conversations, conversation_event
 
 
 # The best QUEUED conversation of each subscribed inbox among the rows matching `condition`,
@@ -72,7 +73,8 @@ _AGED = _best_of_each_inbox(
 #   the statement allocate nothing (the client retries), one in progress waits for us and then
 #   re-queues what we allocated in that inbox — never a conversation of an inbox the operator
 #   has left;
-# - the winner marked ALLOCATED, and returned with its live priority at $3.
+# - the winner marked ALLOCATED, and returned with its live priority at $3;
+# - its conversation.allocated event written by the same statement (sql/events.py).
 # Every table is filtered by the tenant itself (one shard group on Citus); the tenant's
 # weights are read in their own CTE because Citus refuses a locking CTE that reads the
 # reference table `tenants`.
@@ -139,10 +141,16 @@ allocated AS (
     WHERE c.tenant_id = $1 AND c.id = chosen.id
       AND EXISTS (SELECT 1 FROM still_subscribed)
     RETURNING c.*
-)
-SELECT {conversation_columns(live_priority("$3::float8"))}
-FROM allocated c
-JOIN tenants t ON t.id = $1
+),
+{changed_conversations("allocated", conversation_columns(live_priority("$3::float8")))},
+{
+    conversation_event(
+        "event",
+        "conversation.allocated",
+        extra="'operator_id', changed.assigned_operator_id, 'via', 'allocate'",
+    )
+}
+SELECT * FROM changed
 """
 
 # Why nothing was allocated (only run after ALLOCATE_NEXT returned no row).
@@ -197,10 +205,16 @@ WITH assigned AS (
     SET state = 'ALLOCATED', assigned_operator_id = $3, updated_at = now()
     WHERE c.tenant_id = $1 AND c.id = $2 AND c.state = 'QUEUED'
     RETURNING c.*
-)
-SELECT {CONVERSATION_COLUMNS}
-FROM assigned c
-JOIN tenants t ON t.id = $1
+),
+{changed_conversations("assigned")},
+{
+    conversation_event(
+        "event",
+        "conversation.allocated",
+        extra="'operator_id', changed.assigned_operator_id, 'via', 'claim'",
+    )
+}
+SELECT * FROM changed
 """
 
 # The caller's subscription to the conversation's inbox, locked FOR KEY SHARE so that it

@@ -7,8 +7,11 @@ reader that resumes from any delivered position can never miss a row that commit
 Within that set the order is (xid, seq). Every statement reads one tenant only.
 """
 
+from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS
+
 # The delivery watermark: no transaction with an xid below it is still running.
 WATERMARK = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+CURRENT_WATERMARK = f"SELECT {WATERMARK}"
 
 # The columns an event is rendered from (services.events.render_event).
 EVENT_COLUMNS = "e.xid, e.seq, e.type, e.occurred_at, e.tenant_id, e.data::text AS data"
@@ -21,8 +24,7 @@ _VISIBLE = """
        OR (e.type LIKE 'conversation.%' AND EXISTS (
              SELECT 1
              FROM operator_inbox_subscriptions s
-             JOIN operators o ON o.id = s.operator_id AND o.tenant_id = $1
-             WHERE s.operator_id = $5::uuid
+             WHERE s.tenant_id = $1 AND s.operator_id = $5::uuid
                AND (s.inbox_id = e.inbox_id OR s.inbox_id = e.from_inbox_id))))
 """
 
@@ -49,7 +51,8 @@ LEFT JOIN LATERAL (
 ) page ON true
 """
 
-# The hub's batch: every deliverable event of the listed tenants in [$2, $3) of xid, for
+# The hub's batch (the one event read across tenants: one per process and poll, not one per
+# reader): every deliverable event of the listed tenants in [$2, $3) of xid, for
 # the readers of this process (they filter in memory). $1 tenant ids, $2 from xid, $3 the
 # watermark the batch was cut at.
 BATCH = f"""
@@ -64,13 +67,10 @@ ORDER BY e.xid, e.seq
 SUBSCRIPTIONS = """
 SELECT s.operator_id, s.inbox_id
 FROM operator_inbox_subscriptions s
-JOIN operators o ON o.id = s.operator_id AND o.tenant_id = $1
-WHERE s.operator_id = ANY($2::uuid[])
+WHERE s.tenant_id = $1 AND s.operator_id = ANY($2::uuid[])
 """
 
 # ---- Retention ------------------------------------------------------------------------
-
-TENANTS = "SELECT id FROM tenants ORDER BY id"
 
 # The oldest events of a tenant, in position order, with whether each is past retention.
 # $1 tenant_id, $2 cutoff, $3 batch size
@@ -99,35 +99,47 @@ WHERE (p.xid, p.seq) < (EXCLUDED.xid, EXCLUDED.seq)
 
 # ---- Writing events -------------------------------------------------------------------
 #
-# Each state-changing statement inserts its events in the same statement, as a
-# data-modifying CTE over the changed rows (see the statements in sql/). These fragments
-# build the event's `data.conversation` from a RETURNING row set aliased `changed`, with the
-# columns the API returns for a conversation (services.events renders the timestamps).
+# Each state-changing statement inserts its events in the same statement, as data-modifying
+# CTEs over the changed rows: no extra round trip, and an event exists exactly when its
+# change committed. `changed_conversations` turns the rows of a CTE (RETURNING c.*) into the
+# API's conversation columns as CTE `changed`; `conversation_event` inserts one event per
+# row of `changed` (services.events renders the timestamps of `data.conversation`).
 
 CONVERSATION_JSON = """jsonb_build_object(
-    'id', changed.id, 'tenant_id', changed.tenant_id, 'inbox_id', changed.inbox_id,
-    'external_conversation_id', changed.external_conversation_id,
-    'customer_phone_number', changed.customer_phone_number, 'state', changed.state,
-    'assigned_operator_id', changed.assigned_operator_id,
-    'last_message_at', changed.last_message_at, 'message_count', changed.message_count,
-    'priority_score', changed.priority_score, 'created_at', changed.created_at,
-    'updated_at', changed.updated_at, 'resolved_at', changed.resolved_at)"""
+        'id', changed.id, 'tenant_id', changed.tenant_id, 'inbox_id', changed.inbox_id,
+        'external_conversation_id', changed.external_conversation_id,
+        'customer_phone_number', changed.customer_phone_number, 'state', changed.state,
+        'assigned_operator_id', changed.assigned_operator_id,
+        'last_message_at', changed.last_message_at, 'message_count', changed.message_count,
+        'priority_score', changed.priority_score, 'created_at', changed.created_at,
+        'updated_at', changed.updated_at, 'resolved_at', changed.resolved_at)"""
 
 
-def insert_conversation_events(
+def changed_conversations(source: str, columns: str = CONVERSATION_COLUMNS) -> str:
+    """CTE `changed`: the rows of CTE `source` with `columns` (alias c, tenant t = $1)."""
+    return f"""changed AS (
+    SELECT {columns}
+    FROM {source} c
+    JOIN tenants t ON t.id = $1
+)"""
+
+
+def conversation_event(
+    name: str,
     event_type: str,
-    extra: str = "",
     *,
+    extra: str = "",
     operator: str = "changed.assigned_operator_id",
     from_inbox: str = "NULL",
-    source: str = "changed",
+    where: str = "",
 ) -> str:
-    """`INSERT INTO events … SELECT … FROM {source} changed` for one event per changed
-    conversation; `extra` adds `'key', value` pairs to `data`, `operator` is the operator
-    the event is about (visibility), `from_inbox` the inbox a move left."""
+    """CTE `name`: one `event_type` event per row of `changed`. `extra` adds `'key', value`
+    pairs to `data`; `operator` is the operator the event is about and `from_inbox` the
+    inbox a move left (both for visibility and filters); `where` filters the rows."""
     pairs = f", {extra}" if extra else ""
-    return f"""
+    return f"""{name} AS (
     INSERT INTO events (tenant_id, type, inbox_id, from_inbox_id, operator_id, data)
-    SELECT changed.tenant_id, '{event_type}', changed.inbox_id, {from_inbox}, {operator},
+    SELECT $1, '{event_type}', changed.inbox_id, {from_inbox}, {operator},
            jsonb_build_object('conversation', {CONVERSATION_JSON}{pairs})
-    FROM {source} changed"""
+    FROM changed {where}
+)"""

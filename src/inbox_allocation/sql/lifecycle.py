@@ -6,10 +6,12 @@ result (fixes D-03/D-06: no lost updates from stale snapshots). FOR NO KEY UPDAT
 checks (label attachments, grace rows) need not wait. Statements returning conversation
 columns join the tenant (`t`) for the live priority; the updates return the row from a CTE
 and compute those columns outside it (a distributed database refuses now() and enum casts
-in RETURNING). Every table is filtered by the tenant ($1).
+in RETURNING). Every table is filtered by the tenant ($1). Each transition writes its
+event in the same statement (sql/events.py).
 """
 
 from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS
+from inbox_allocation.sql.events import changed_conversations, conversation_event
 
 # $1 tenant_id, $2 conversation_id
 LOCK_CONVERSATION = f"""
@@ -27,23 +29,27 @@ WITH updated AS (
     SET state = 'RESOLVED', resolved_at = now(), updated_at = now()
     WHERE c.tenant_id = $1 AND c.id = $2
     RETURNING c.*
-)
-SELECT {CONVERSATION_COLUMNS}
-FROM updated c
-JOIN tenants t ON t.id = $1
+),
+{changed_conversations("updated")},
+{conversation_event("event", "conversation.resolved")}
+SELECT * FROM changed
 """
 
-# $1 tenant_id, $2 conversation_id
+# $1 tenant_id, $2 conversation_id, $3 the operator it leaves (for its event)
 REQUEUE = f"""
 WITH updated AS (
     UPDATE conversation_refs c
     SET state = 'QUEUED', assigned_operator_id = NULL, updated_at = now()
     WHERE c.tenant_id = $1 AND c.id = $2
     RETURNING c.*
-)
-SELECT {CONVERSATION_COLUMNS}
-FROM updated c
-JOIN tenants t ON t.id = $1
+),
+{changed_conversations("updated")},
+{
+    conversation_event(
+        "event", "conversation.queued", extra="'reason', 'deallocated'", operator="$3::uuid"
+    )
+}
+SELECT * FROM changed
 """
 
 # $1 tenant_id, $2 conversation_id, $3 new operator_id
@@ -53,10 +59,16 @@ WITH updated AS (
     SET assigned_operator_id = $3, updated_at = now()
     WHERE c.tenant_id = $1 AND c.id = $2
     RETURNING c.*
-)
-SELECT {CONVERSATION_COLUMNS}
-FROM updated c
-JOIN tenants t ON t.id = $1
+),
+{changed_conversations("updated")},
+{
+    conversation_event(
+        "event",
+        "conversation.allocated",
+        extra="'operator_id', changed.assigned_operator_id, 'via', 'reassign'",
+    )
+}
+SELECT * FROM changed
 """
 
 # The reassign target: member of the tenant? subscribed to the inbox? available? Its status
@@ -85,7 +97,8 @@ FROM inboxes i
 WHERE i.tenant_id = $1 AND i.id = $2
 """
 
-# $1 tenant_id, $2 conversation_id, $3 target inbox_id, $4 deallocate (bool)
+# $1 tenant_id, $2 conversation_id, $3 target inbox_id, $4 deallocate (bool), $5 the inbox
+# it leaves, $6 its assignee before the move (the events' operator)
 MOVE_TO_INBOX = f"""
 WITH updated AS (
     UPDATE conversation_refs c
@@ -95,10 +108,27 @@ WITH updated AS (
         updated_at = now()
     WHERE c.tenant_id = $1 AND c.id = $2
     RETURNING c.*
-)
-SELECT {CONVERSATION_COLUMNS}
-FROM updated c
-JOIN tenants t ON t.id = $1
+),
+{changed_conversations("updated")},
+{
+    conversation_event(
+        "moved",
+        "conversation.moved",
+        extra="'from_inbox_id', $5::uuid, 'to_inbox_id', changed.inbox_id",
+        operator="$6::uuid",
+        from_inbox="$5::uuid",
+    )
+},
+{
+    conversation_event(
+        "requeued",
+        "conversation.queued",
+        extra="'reason', 'moved'",
+        operator="$6::uuid",
+        where="WHERE $4",
+    )
+}
+SELECT * FROM changed
 """
 
 # Labels belong to one inbox: a moved conversation keeps only labels of its new inbox

@@ -1,5 +1,7 @@
 """Operators of a tenant. Every statement filters on the tenant (`tenant_id = $1`)."""
 
+from inbox_allocation.sql.events import changed_conversations, conversation_event
+
 # The columns of an Operator response (contract §4.5), from alias `o`. The role comes as
 # the enum itself (asyncpg decodes it to its label): these columns are also RETURNed, where
 # a distributed database refuses the enum-to-text cast (not immutable).
@@ -106,15 +108,22 @@ RETURNING {OPERATOR_COLUMNS}
 """
 
 # Before an operator is deleted its ALLOCATED conversations go back to the queue (D-36: the
-# original left them ALLOCATED to nobody) and their grace rows are dropped.
+# original left them ALLOCATED to nobody), each with its conversation.queued event (reason
+# operator_deleted), and their grace rows are dropped.
 # $1 tenant_id, $2 operator_id
-REQUEUE_OPERATOR_CONVERSATIONS = """
+REQUEUE_OPERATOR_CONVERSATIONS = f"""
 WITH requeued AS (
     UPDATE conversation_refs c
     SET state = 'QUEUED', assigned_operator_id = NULL, updated_at = now()
     WHERE c.tenant_id = $1 AND c.assigned_operator_id = $2 AND c.state = 'ALLOCATED'
-    RETURNING c.id
-)
+    RETURNING c.*
+),
+{changed_conversations("requeued")},
+{
+    conversation_event(
+        "event", "conversation.queued", extra="'reason', 'operator_deleted'", operator="$2::uuid"
+    )
+}
 DELETE FROM grace_period_assignments g
 USING requeued r
 WHERE g.tenant_id = $1 AND g.conversation_id = r.id
