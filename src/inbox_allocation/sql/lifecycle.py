@@ -11,7 +11,11 @@ event in the same statement (sql/events.py).
 """
 
 from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS
-from inbox_allocation.sql.events import changed_conversations, conversation_event
+from inbox_allocation.sql.events import (
+    CONVERSATION_JSON,
+    changed_conversations,
+    conversation_event,
+)
 
 # $1 tenant_id, $2 conversation_id
 LOCK_CONVERSATION = f"""
@@ -110,24 +114,22 @@ WITH updated AS (
     RETURNING c.*
 ),
 {changed_conversations("updated")},
-{
-    conversation_event(
-        "moved",
-        "conversation.moved",
-        extra="'from_inbox_id', $5::uuid, 'to_inbox_id', changed.inbox_id",
-        operator="$6::uuid",
-        from_inbox="$5::uuid",
-    )
-},
-{
-    conversation_event(
-        "requeued",
-        "conversation.queued",
-        extra="'reason', 'moved'",
-        operator="$6::uuid",
-        where="WHERE $4",
-    )
-}
+-- conversation.moved, then (when it left its operator) conversation.queued: one INSERT,
+-- so the two take their sequence numbers in this order.
+event AS (
+    INSERT INTO events (tenant_id, type, inbox_id, from_inbox_id, operator_id, data)
+    SELECT $1, e.type, changed.inbox_id, $5::uuid, $6::uuid, e.data
+    FROM changed
+    CROSS JOIN LATERAL (VALUES
+        (1, 'conversation.moved', jsonb_build_object(
+            'conversation', {CONVERSATION_JSON}, 'from_inbox_id', $5::uuid,
+            'to_inbox_id', changed.inbox_id)),
+        (2, 'conversation.queued', jsonb_build_object(
+            'conversation', {CONVERSATION_JSON}, 'reason', 'moved'))
+    ) AS e (n, type, data)
+    WHERE e.n = 1 OR $4
+    ORDER BY e.n
+)
 SELECT * FROM changed
 """
 
