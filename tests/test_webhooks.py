@@ -31,6 +31,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 TENANT = "10000000-0000-0000-0000-000000000001"
 ADMIN = {"X-Tenant-ID": TENANT, "X-Operator-ID": "30000000-0000-0000-0000-000000000001"}
+ACME_DEMO_WEBHOOK = "a0000000-0000-0000-0000-000000000001"  # seed data, disabled
 MANAGER = {"X-Tenant-ID": TENANT, "X-Operator-ID": "30000000-0000-0000-0000-000000000002"}
 
 
@@ -148,8 +149,8 @@ async def test_management_routes(client: httpx.AsyncClient, private_allowed: Set
     assert hook["enabled"] is True
     assert hook["event_types"] == ["conversation.queued"]
     listed = (await client.get("/api/v1/webhooks", headers=ADMIN)).json()["data"]
-    assert [item["id"] for item in listed] == [hook["id"]]
-    assert "secret" not in listed[0]
+    assert [item["id"] for item in listed] == [ACME_DEMO_WEBHOOK, hook["id"]]
+    assert all("secret" not in item for item in listed)
     one = await client.get(f"/api/v1/webhooks/{hook['id']}", headers=ADMIN)
     assert one.json()["data"]["description"] == "desk"
     assert "secret" not in one.json()["data"]
