@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CLI := $(BIN)/inbox-allocation
 
 .PHONY: help setup db-up db-down migrate-up migrate-down seed build run test lint format \
-        openapi docs-check bench stress clean
+        openapi docs-check console-check bench stress clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -71,6 +71,9 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 openapi: $(STAMP) ## Regenerate openapi.yaml from the application
 	@$(BIN)/python -m inbox_allocation.api.openapi > openapi.yaml
 	@echo "openapi.yaml updated"
+
+console-check: $(STAMP) ## /console in headless Chromium: an ingested conversation shows within 2 s; screenshot: build/console.png
+	@$(BIN)/python -m tests.console_check --screenshot build/console.png
 
 docs-check: $(STAMP) ## Load /docs in headless Chromium (apt-get install -y chromium); screenshot: build/docs.png
 	@$(BIN)/python -m tests.docs_check --screenshot build/docs.png --window-size 1280,4200

@@ -29,6 +29,7 @@ from inbox_allocation.api.middleware import (
 from inbox_allocation.api.openapi import install_openapi
 from inbox_allocation.api.routers import (
     allocation,
+    console,
     conversations,
     docs,
     events,
@@ -126,7 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     # Routes are matched in order: the hot paths (allocation, lifecycle) first.
     modules = (allocation, lifecycle, conversations, operator_status, labels, health, inboxes,
-               operators, tenant, stats, events, webhooks, docs)  # fmt: skip
+               operators, tenant, stats, events, webhooks, docs, console)  # fmt: skip
     for module in modules:
         app.include_router(module.router)
     request_metrics = None
