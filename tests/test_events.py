@@ -270,3 +270,24 @@ async def test_sse_streams_live_events_and_resumes_with_last_event_id(
         # An expired or malformed Last-Event-ID is refused before the stream starts.
         bad = await http.get("/api/v1/events", headers={**headers, "Last-Event-ID": "x"})
         assert bad.status_code == 400
+
+
+async def test_many_waiting_readers_share_one_listener_connection(
+    client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    after = await start(client)
+    count = 50
+    waiting = [
+        asyncio.create_task(client.get(
+            "/api/v1/events", params={"after": after, "wait": 20}, headers=who(ADMIN)
+        ))
+        for _ in range(count)
+    ]  # fmt: skip
+    await asyncio.sleep(0.6)  # every request is registered with the hub
+    listeners = await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'inbox-allocation-events'"
+    )
+    assert listeners == 1  # this app's hub: one connection, not one per reader
+    await add(db, 1, "operator.status_changed", operator=ADMIN)
+    responses = await asyncio.gather(*waiting)
+    assert all([e["data"]["n"] for e in r.json()["data"]["events"]] == [1] for r in responses)
