@@ -291,3 +291,18 @@ async def test_many_waiting_readers_share_one_listener_connection(
     await add(db, 1, "operator.status_changed", operator=ADMIN)
     responses = await asyncio.gather(*waiting)
     assert all([e["data"]["n"] for e in r.json()["data"]["events"]] == [1] for r in responses)
+
+
+async def test_long_poll_with_a_type_filter_skips_other_batches(
+    client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    after = await start(client)
+    params = {"after": after, "wait": 20, "types": "operator.status_changed"}
+    waiting = asyncio.create_task(client.get("/api/v1/events", params=params, headers=who(ADMIN)))
+    await asyncio.sleep(0.5)
+    await add(db, 1, "conversation.queued", INBOX_1)  # a batch of other types: skipped
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    await add(db, 2, "operator.status_changed", operator=ADMIN)
+    response = await waiting
+    assert [event["data"]["n"] for event in response.json()["data"]["events"]] == [2]

@@ -20,13 +20,14 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from inbox_allocation.db.pool import CONNECT_TIMEOUT_SECONDS, CONNECTION_ERRORS
 from inbox_allocation.logging import get_logger
-from inbox_allocation.services.events import EventStream, Row
+from inbox_allocation.services.events import EventStream, Row, render_event
 from inbox_allocation.sql import events as sql
 
 log = get_logger(__name__)
@@ -44,8 +45,26 @@ class Batch:
     # (tenant_id, operator_id) → the inboxes that OPERATOR reader is subscribed to now.
     subscriptions: Mapping[tuple[UUID, UUID], frozenset[UUID]] = field(default_factory=dict)
 
+    # Work shared by every reader of the batch: each event rendered once, the types present.
+    _rendered: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    _types: dict[int, frozenset[str]] = field(default_factory=dict)
+
     def extended(self, high: int) -> Batch:
         return Batch(self.low, high, self.rows, self.subscriptions)
+
+    def rendered(self, row: Row) -> dict[str, Any]:
+        """The API object of `row`, rendered once for all readers (never mutated)."""
+        key = (row["xid"], row["seq"])
+        event = self._rendered.get(key)
+        if event is None:
+            event = self._rendered[key] = render_event(row)
+        return event
+
+    def types_of(self, rows: Sequence[Row]) -> frozenset[str]:
+        found = self._types.get(id(rows))
+        if found is None:
+            found = self._types[id(rows)] = frozenset(row["type"] for row in rows)
+        return found
 
 
 class EventHub:

@@ -172,10 +172,20 @@ class EventStream:
             # Nothing for this tenant: extend the previous empty batch instead of queueing.
             self.pending[-1] = last.extended(batch.high)
             return
+        gap = self.position[0] < batch.low
+        if not gap and not self.pending and not self._may_select(batch, rows):
+            # Nothing here for this reader (types it does not follow): move on without
+            # waking it; with a thousand readers most batches end here.
+            self.position = max(self.position, (batch.high, 0))
+            return
         self.pending.append(batch)
-        if rows or self.position[0] < batch.low:
+        if rows or gap:
             # New events, or a gap to read from the database.
             self.wake.set()
+
+    def _may_select(self, batch: Batch, rows: Sequence[Row]) -> bool:
+        types = self.query.types
+        return bool(rows) and (types is None or not types.isdisjoint(batch.types_of(rows)))
 
     async def take(self, limit: int) -> list[dict[str, Any]]:
         """Events of the pending batches, in order, at most `limit`; a database page when
@@ -200,7 +210,7 @@ class EventStream:
                 if position <= self.position:
                     continue
                 if self.query.selects(row, subscribed):
-                    events.append(render_event(row))
+                    events.append(batch.rendered(row))
                 self.position = position
                 if len(events) >= limit:
                     if row is not rows[-1]:

@@ -128,12 +128,23 @@ async def get_events(
     return ok({"events": events, "next_after": encode_cursor(stream.position)})
 
 
+# Recent frames by event id: an event is the same for every reader that may see it, so a
+# thousand streams serialise it once. Bounded; cleared when full.
+_FRAMES: dict[str, bytes] = {}
+_FRAMES_KEPT = 10_000
+
+
 def _frame(event: dict[str, Any]) -> bytes:
-    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
-        event["id"].encode(),
-        event["type"].encode(),
-        dumps(event),
-    )
+    frame = _FRAMES.get(event["id"])
+    if frame is None:
+        if len(_FRAMES) >= _FRAMES_KEPT:
+            _FRAMES.clear()
+        frame = _FRAMES[event["id"]] = b"id: %s\nevent: %s\ndata: %s\n\n" % (
+            event["id"].encode(),
+            event["type"].encode(),
+            dumps(event),
+        )
+    return frame
 
 
 async def _sse(
