@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CLI := $(BIN)/inbox-allocation
 
 .PHONY: help setup db-up db-down migrate-up migrate-down seed build run test lint format \
-        openapi docs-check console-check bench stress clean
+        openapi docs-check console-check bench bench-events stress clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -85,6 +85,9 @@ stress: $(STAMP) ## Stress (2 workers, 64 operators, invariant checker, ~3 min),
 bench: $(STAMP) ## Benchmark /allocate against a pgbench ceiling on its own PostgreSQL (≤ 10 min; bench/results/)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	@$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-events: $(STAMP) ## 1,000 SSE readers on one worker: /allocate with and without them, commit-to-delivery (bench/results/)
+	@$(BIN)/python -m bench.events_fanout $(BENCH_ARGS)
 
 clean: ## Remove the virtualenv, build artefacts and the embedded database's data
 	@rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .data src/*.egg-info
