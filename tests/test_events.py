@@ -211,7 +211,10 @@ async def test_expired_cursor_is_410_with_the_oldest_available_cursor(
 async def server(settings: Settings) -> AsyncIterator[str]:
     """The app served by uvicorn on a free port in this event loop."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    # No logging set-up by uvicorn: it would change the process's logger levels for the
+    # tests that follow.
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                            log_config=None, log_level=None, access_log=False)  # fmt: skip
     served = uvicorn.Server(config)
     task = asyncio.create_task(served.serve())
     while not served.started:  # noqa: ASYNC110 (uvicorn exposes a flag, not an event)

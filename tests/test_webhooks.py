@@ -267,3 +267,17 @@ async def test_two_workers_never_send_an_event_twice(
     ids = [(headers[":path"], headers["webhook-id"]) for headers, _ in receiver.requests]
     assert len(ids) == 15  # 3 webhooks × 5 events
     assert len(set(ids)) == 15
+
+
+async def test_only_the_webhooks_event_types_are_sent(
+    client: httpx.AsyncClient, db: asyncpg.Pool, app: FastAPI, receiver: Receiver,
+    private_allowed: Settings,
+) -> None:  # fmt: skip
+    await create(client, receiver.url, event_types=["conversation.queued"])
+    await add_event(db, 1, "operator.status_changed")
+    await add_event(db, 2, "conversation.queued")
+    await add_event(db, 3, "conversation.resolved")
+    await add_event(db, 4, "conversation.queued")
+    worker = WebhookDelivery(Database(app.state.db.pool), private_allowed)
+    await worker.run_once()
+    assert [orjson.loads(body)["data"]["n"] for _, body in receiver.requests] == [2, 4]
