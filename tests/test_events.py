@@ -300,7 +300,7 @@ async def test_long_poll_with_a_type_filter_skips_other_batches(
     client: httpx.AsyncClient, db: asyncpg.Pool
 ) -> None:
     after = await start(client)
-    params = {"after": after, "wait": 20, "types": "operator.status_changed"}
+    params = {"after": after, "wait": "20", "types": "operator.status_changed"}
     waiting = asyncio.create_task(client.get("/api/v1/events", params=params, headers=who(ADMIN)))
     await asyncio.sleep(0.5)
     await add(db, 1, "conversation.queued", INBOX_1)  # a batch of other types: skipped
