@@ -7,7 +7,10 @@ FROM, JOIN, UPDATE, USING, in subqueries and CTEs alike) must come with its own 
 the statement has a single table reference without an alias). An INSERT names tenant_id in
 its column list and in its ON CONFLICT target. Besides isolation, that is what makes a
 statement a single-tenant "router" query on a database distributed by tenant (Citus): each
-distributed table needs its own literal filter on the distribution column.
+distributed table needs its own literal filter on the distribution column. For the same
+reason an INSERT … SELECT names the id: its default, gen_random_uuid(), is volatile, and
+Citus runs an INSERT … SELECT with a volatile function through the coordinator instead of
+on the tenant's shard.
 
 The only exceptions are statements that serve all tenants by design; each is listed with
 its reason.
@@ -61,7 +64,9 @@ _NOT_ALIAS = {
     "where", "set", "on", "join", "left", "right", "inner", "cross", "full", "using", "order",
     "group", "limit", "for", "returning", "values", "select", "as", "with", "offset", "of",
 }  # fmt: skip
-_INSERT = re.compile(r"\bINSERT\s+INTO\s+(\w+)(?:\s+AS\s+\w+)?\s*\(([^)]*)\)", re.IGNORECASE)
+_INSERT = re.compile(
+    r"\bINSERT\s+INTO\s+(\w+)(?:\s+AS\s+\w+)?\s*\(([^)]*)\)\s*(\w+)", re.IGNORECASE
+)
 _CONFLICT_TARGET = re.compile(r"\bON\s+CONFLICT\s*\(([^)]*)\)", re.IGNORECASE)
 
 
@@ -103,9 +108,12 @@ def tenant_scope_problems(statement: str) -> list[str]:
             problems.append(f"{key_of[name]} {name}: no own `{name}.{column} = $n`")
 
     for start, match in inserted.items():
-        table, columns = match.group(1).lower(), match.group(2)
-        if table in TENANT_TABLES - {"tenants"} and "tenant_id" not in columns:
+        table, columns, source = match.group(1).lower(), match.group(2), match.group(3)
+        names = {column.strip() for column in columns.split(",")}
+        if table in TENANT_TABLES - {"tenants"} and "tenant_id" not in names:
             problems.append(f"INSERT INTO {table}: tenant_id not in the column list")
+        if table in TENANT_TABLES and source.upper() == "SELECT" and "id" not in names:
+            problems.append(f"INSERT INTO {table} … SELECT: no id (volatile default)")
         conflict = _CONFLICT_TARGET.search(text, start)
         if conflict and table != "tenants" and "tenant_id" not in conflict.group(1):
             problems.append(f"INSERT INTO {table}: ON CONFLICT target without tenant_id")
@@ -150,6 +158,9 @@ BAD = {
         "WHERE c.tenant_id = $1",
     "INSERT without tenant_id":
         "INSERT INTO operator_status (operator_id, status) VALUES ($2, 'OFFLINE')",
+    "INSERT … SELECT with the default id":
+        "INSERT INTO operator_status (tenant_id, operator_id, status) "
+        "SELECT o.tenant_id, o.id, 'OFFLINE' FROM operators o WHERE o.tenant_id = $1",
     "ON CONFLICT target without tenant_id":
         "INSERT INTO labels (tenant_id, inbox_id, name) VALUES ($1, $2, $3) "
         "ON CONFLICT (inbox_id, name) DO NOTHING",

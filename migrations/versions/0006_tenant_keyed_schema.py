@@ -14,12 +14,22 @@ be answered from one tenant's rows:
   those columns itself, in the transaction that deletes the operator;
 - every foreign key has an index that leads with its columns, so a cascading or checking
   delete of a parent reads an index, never the whole child table.
+Rows that tie two tenants together (a subscription of one tenant's operator to another's
+inbox: impossible through the API) make the upgrade fail on the new foreign keys, changing
+nothing.
 
 On Citus (the `citus` extension installed), the same migration distributes the tables
 (`inbox_allocation.db.migrations.distribute_by_tenant`): `tenants` becomes a reference
 table, every other table is distributed by tenant_id in one colocation group, and the
 foreign keys are added after that. Shard count: alembic `-x citus_shard_count=N` or the
-environment variable CITUS_SHARD_COUNT (default 32; test clusters use 4).
+environment variable CITUS_SHARD_COUNT, else Citus's `citus.shard_count` (default 32; test
+clusters use 4). `citus.enable_unsafe_triggers` is switched on for the migration's
+transaction only: Citus refuses to distribute a table with triggers otherwise (the
+priority-key and aged-flag triggers of conversation_refs, which then run on the shards).
+Moving the rows into the shards fires those BEFORE INSERT triggers: a conversation's
+priority_score (the priority at its last write, never reported: the API computes the live
+one) and its `aged` hint are refreshed as of the migration; every other value is kept, and
+so are all rows and relationships (checked on a three-node cluster, down and up again).
 
 lock_timeout: every ALTER TABLE here takes an ACCESS EXCLUSIVE lock. Waiting for one behind
 a long transaction (a slow request, a sweeper batch, an open psql session) would queue every
@@ -172,68 +182,85 @@ def upgrade() -> None:
 
     distribute_by_tenant(DISTRIBUTED, reference=("tenants",))
 
+    # Foreign keys after distribution (Citus refuses to distribute a table that has foreign
+    # keys to tables not yet distributed), one per ALTER TABLE (Citus refuses several
+    # ADD CONSTRAINT subcommands in one command on a distributed table).
     execute_script("""
-    ALTER TABLE inboxes ADD CONSTRAINT inboxes_tenant_fkey
+    ALTER TABLE inboxes
+        ADD CONSTRAINT inboxes_tenant_fkey
         FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
-    ALTER TABLE operators ADD CONSTRAINT operators_tenant_fkey
+    ALTER TABLE operators
+        ADD CONSTRAINT operators_tenant_fkey
         FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
     ALTER TABLE operator_inbox_subscriptions
         ADD CONSTRAINT operator_inbox_subscriptions_tenant_fkey
-            FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE,
+        FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
+    ALTER TABLE operator_inbox_subscriptions
         ADD CONSTRAINT operator_inbox_subscriptions_operator_fkey
-            FOREIGN KEY (tenant_id, operator_id) REFERENCES operators (tenant_id, id)
-            ON DELETE CASCADE,
+        FOREIGN KEY (tenant_id, operator_id) REFERENCES operators (tenant_id, id)
+        ON DELETE CASCADE;
+    ALTER TABLE operator_inbox_subscriptions
         ADD CONSTRAINT operator_inbox_subscriptions_inbox_fkey
-            FOREIGN KEY (tenant_id, inbox_id) REFERENCES inboxes (tenant_id, id)
-            ON DELETE CASCADE;
+        FOREIGN KEY (tenant_id, inbox_id) REFERENCES inboxes (tenant_id, id)
+        ON DELETE CASCADE;
     ALTER TABLE operator_status
         ADD CONSTRAINT operator_status_tenant_fkey
-            FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE,
+        FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
+    ALTER TABLE operator_status
         ADD CONSTRAINT operator_status_operator_fkey
-            FOREIGN KEY (tenant_id, operator_id) REFERENCES operators (tenant_id, id)
-            ON DELETE CASCADE;
+        FOREIGN KEY (tenant_id, operator_id) REFERENCES operators (tenant_id, id)
+        ON DELETE CASCADE;
     ALTER TABLE conversation_refs
         ADD CONSTRAINT conversation_refs_tenant_fkey
-            FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE,
+        FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
+    ALTER TABLE conversation_refs
         ADD CONSTRAINT conversation_refs_inbox_fkey
-            FOREIGN KEY (tenant_id, inbox_id) REFERENCES inboxes (tenant_id, id)
-            ON DELETE CASCADE,
-        -- NO ACTION: deleting an operator first clears it from its conversations.
+        FOREIGN KEY (tenant_id, inbox_id) REFERENCES inboxes (tenant_id, id)
+        ON DELETE CASCADE;
+    -- NO ACTION: deleting an operator first clears it from its conversations.
+    ALTER TABLE conversation_refs
         ADD CONSTRAINT conversation_refs_assigned_operator_fkey
-            FOREIGN KEY (tenant_id, assigned_operator_id) REFERENCES operators (tenant_id, id);
+        FOREIGN KEY (tenant_id, assigned_operator_id) REFERENCES operators (tenant_id, id);
     ALTER TABLE labels
         ADD CONSTRAINT labels_tenant_fkey
-            FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE,
+        FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
+    ALTER TABLE labels
         ADD CONSTRAINT labels_inbox_fkey
-            FOREIGN KEY (tenant_id, inbox_id) REFERENCES inboxes (tenant_id, id)
-            ON DELETE CASCADE,
-        -- NO ACTION: deleting an operator first clears it from the labels it created.
+        FOREIGN KEY (tenant_id, inbox_id) REFERENCES inboxes (tenant_id, id)
+        ON DELETE CASCADE;
+    -- NO ACTION: deleting an operator first clears it from the labels it created.
+    ALTER TABLE labels
         ADD CONSTRAINT labels_created_by_fkey
-            FOREIGN KEY (tenant_id, created_by) REFERENCES operators (tenant_id, id);
+        FOREIGN KEY (tenant_id, created_by) REFERENCES operators (tenant_id, id);
     ALTER TABLE conversation_labels
         ADD CONSTRAINT conversation_labels_tenant_fkey
-            FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE,
+        FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
+    ALTER TABLE conversation_labels
         ADD CONSTRAINT conversation_labels_conversation_fkey
-            FOREIGN KEY (tenant_id, conversation_id) REFERENCES conversation_refs (tenant_id, id)
-            ON DELETE CASCADE,
+        FOREIGN KEY (tenant_id, conversation_id) REFERENCES conversation_refs (tenant_id, id)
+        ON DELETE CASCADE;
+    ALTER TABLE conversation_labels
         ADD CONSTRAINT conversation_labels_label_fkey
-            FOREIGN KEY (tenant_id, label_id) REFERENCES labels (tenant_id, id)
-            ON DELETE CASCADE;
+        FOREIGN KEY (tenant_id, label_id) REFERENCES labels (tenant_id, id)
+        ON DELETE CASCADE;
     ALTER TABLE grace_period_assignments
         ADD CONSTRAINT grace_period_assignments_tenant_fkey
-            FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE,
+        FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
+    ALTER TABLE grace_period_assignments
         ADD CONSTRAINT grace_period_assignments_conversation_fkey
-            FOREIGN KEY (tenant_id, conversation_id) REFERENCES conversation_refs (tenant_id, id)
-            ON DELETE CASCADE,
+        FOREIGN KEY (tenant_id, conversation_id) REFERENCES conversation_refs (tenant_id, id)
+        ON DELETE CASCADE;
+    ALTER TABLE grace_period_assignments
         ADD CONSTRAINT grace_period_assignments_operator_fkey
-            FOREIGN KEY (tenant_id, operator_id) REFERENCES operators (tenant_id, id)
-            ON DELETE CASCADE;
+        FOREIGN KEY (tenant_id, operator_id) REFERENCES operators (tenant_id, id)
+        ON DELETE CASCADE;
     ALTER TABLE idempotency_keys
         ADD CONSTRAINT idempotency_keys_tenant_fkey
-            FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE,
+        FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
+    ALTER TABLE idempotency_keys
         ADD CONSTRAINT idempotency_keys_operator_fkey
-            FOREIGN KEY (tenant_id, operator_id) REFERENCES operators (tenant_id, id)
-            ON DELETE CASCADE;
+        FOREIGN KEY (tenant_id, operator_id) REFERENCES operators (tenant_id, id)
+        ON DELETE CASCADE;
     """)
 
 

@@ -88,20 +88,20 @@ def execute_script(script: str) -> None:
 # on one node. On plain PostgreSQL the functions below do nothing.
 #
 # Shard count of the colocation group, fixed when the first table is distributed: alembic
-# `-x citus_shard_count=N`, else the environment variable CITUS_SHARD_COUNT, else 32 (a
-# production cluster: room to grow to many worker nodes). Test clusters use 4: every shard
-# adds to the cost of each TRUNCATE and DDL statement.
+# `-x citus_shard_count=N`, else the environment variable CITUS_SHARD_COUNT, else Citus's own
+# setting `citus.shard_count` (default 32: room for a production cluster to grow to many
+# worker nodes). Test clusters use 4: every shard adds to the cost of each TRUNCATE and DDL.
 
-CITUS_SHARD_COUNT_DEFAULT = 32
 # The table whose colocation group every tenant-keyed table joins.
 COLOCATION_ANCHOR = "inboxes"
 
 
-def citus_shard_count() -> int:
+def citus_shard_count() -> int | None:
+    """The configured shard count; None: Citus's own `citus.shard_count`."""
     x_args = context.get_x_argument(as_dictionary=True)
     raw = x_args.get("citus_shard_count") or os.environ.get("CITUS_SHARD_COUNT")
     if not raw:
-        return CITUS_SHARD_COUNT_DEFAULT
+        return None
     try:
         count = int(raw)
     except ValueError:
@@ -146,7 +146,10 @@ def distribute_by_tenant(tables: list[str], *, reference: tuple[str, ...] = ()) 
         op.execute(f"SELECT truncate_local_data_after_distributing_table('{table}')")
     for table in tables:
         if table == COLOCATION_ANCHOR:
-            placement = f"colocate_with => 'none', shard_count => {citus_shard_count()}"
+            shard_count = citus_shard_count()
+            placement = "colocate_with => 'none'"
+            if shard_count is not None:
+                placement += f", shard_count => {shard_count}"
         else:
             placement = f"colocate_with => '{COLOCATION_ANCHOR}'"
         op.execute(f"SELECT create_distributed_table('{table}', 'tenant_id', {placement})")
@@ -155,11 +158,15 @@ def distribute_by_tenant(tables: list[str], *, reference: tuple[str, ...] = ()) 
 
 
 def undistribute(tables: list[str]) -> None:
-    """On Citus: turn distributed or reference `tables` back into local tables (rows come
-    back to the coordinator), for downgrades. Drop their foreign keys first. No-op on plain
-    PostgreSQL."""
+    """On Citus: turn those of `tables` that are distributed or reference tables back into
+    local tables (rows come back to the coordinator), for downgrades. Drop their foreign keys
+    first. No-op on plain PostgreSQL."""
     if not citus_installed():
         return
     _citus_session()
+    query = text(
+        "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = CAST(:t AS regclass))"
+    )
     for table in tables:
-        op.execute(f"SELECT undistribute_table('{table}')")
+        if op.get_bind().execute(query, {"t": table}).scalar():
+            op.execute(f"SELECT undistribute_table('{table}')")

@@ -19,6 +19,7 @@ from datetime import timedelta
 from uuid import UUID
 
 import orjson
+from uuid_utils.compat import uuid7
 
 from inbox_allocation.db.pool import Database
 from inbox_allocation.domain.errors import IdempotencyKeyInProgress, IdempotencyKeyReused
@@ -80,7 +81,7 @@ class IdempotencyStore:
         while True:
             reserved_id = await self.db.fetchval(
                 sql.RESERVE, scope.tenant_id, scope.operator_id, scope.method, scope.path,
-                scope.key, request_hash, self.ttl,
+                scope.key, request_hash, self.ttl, uuid7(),
             )  # fmt: skip
             if reserved_id is not None:
                 return Reservation(reserved_id)

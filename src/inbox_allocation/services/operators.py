@@ -57,7 +57,7 @@ class OperatorService:
         async with self.db.transaction() as conn:
             row = await conn.fetchrow(sql.INSERT_OPERATOR, tenant_id, uuid7(), role.value, capacity)
             assert row is not None  # INSERT … RETURNING without a condition
-            await conn.execute(sql.INSERT_OFFLINE_STATUS, tenant_id, row["id"])
+            await conn.execute(sql.INSERT_OFFLINE_STATUS, tenant_id, row["id"], uuid7())
             return row
 
     async def update(

@@ -8,11 +8,14 @@ also across service processes.
 # Reserve the key for this request, if the operator belongs to the tenant. No row: the key
 # is taken (FIND tells by whom), or the operator is not the tenant's (CALLER_KNOWN; the
 # request then goes on without idempotency and is refused by the route with 401).
-# $1 tenant_id, $2 operator_id, $3 method, $4 path, $5 key, $6 fingerprint, $7 ttl
+# The row id comes from the service, like every id an INSERT … SELECT writes here: a volatile
+# default (gen_random_uuid()) would keep a distributed database (Citus) from running the
+# statement on the tenant's shard alone.
+# $1 tenant_id, $2 operator_id, $3 method, $4 path, $5 key, $6 fingerprint, $7 ttl, $8 new id
 RESERVE = """
 INSERT INTO idempotency_keys
-    (key, tenant_id, operator_id, endpoint, method, request_hash, expires_at)
-SELECT $5, o.tenant_id, o.id, $4, $3, $6, now() + $7::interval
+    (id, key, tenant_id, operator_id, endpoint, method, request_hash, expires_at)
+SELECT $8, $5, o.tenant_id, o.id, $4, $3, $6, now() + $7::interval
 FROM operators o
 WHERE o.tenant_id = $1 AND o.id = $2
 ON CONFLICT (tenant_id, operator_id, method, endpoint, key) DO NOTHING

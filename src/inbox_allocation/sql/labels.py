@@ -96,10 +96,10 @@ FOR KEY SHARE
 
 # Idempotent: an existing attachment (also one a concurrent request just made) → nothing.
 # The join re-checks that the label belongs to the conversation's inbox at insert time.
-# $1 tenant_id, $2 conversation id, $3 label id
+# $1 tenant_id, $2 conversation id, $3 label id, $4 new row id
 ATTACH_LABEL = """
-INSERT INTO conversation_labels (tenant_id, conversation_id, label_id)
-SELECT c.tenant_id, c.id, l.id
+INSERT INTO conversation_labels (id, tenant_id, conversation_id, label_id)
+SELECT $4, c.tenant_id, c.id, l.id
 FROM conversation_refs c
 JOIN labels l ON l.tenant_id = $1 AND l.inbox_id = c.inbox_id
 WHERE c.tenant_id = $1 AND c.id = $2 AND l.id = $3

@@ -34,10 +34,10 @@ FOR UPDATE OF s
 
 # An operator without a status row (e.g. created by SQL) gets one; no row returned when the
 # operator is unknown or a concurrent request created the row first.
-# $1 tenant_id, $2 operator_id, $3 status
+# $1 tenant_id, $2 operator_id, $3 status, $4 new row id
 INSERT_STATUS = """
-INSERT INTO operator_status (tenant_id, operator_id, status)
-SELECT o.tenant_id, o.id, $3::operator_status_type
+INSERT INTO operator_status (id, tenant_id, operator_id, status)
+SELECT $4, o.tenant_id, o.id, $3::operator_status_type
 FROM operators o
 WHERE o.tenant_id = $1 AND o.id = $2
 ON CONFLICT (tenant_id, operator_id) DO NOTHING
@@ -69,13 +69,17 @@ WHERE o.tenant_id = $1
 
 # Going OFFLINE: every conversation allocated to the operator gets a grace row; an existing
 # row for that conversation is replaced (decisions.md).
-# $1 tenant_id, $2 operator_id, $3 grace duration (interval)
 # created_at = EXCLUDED.created_at is now() (the column's default in the proposed row): a
-# distributed database refuses now() itself in ON CONFLICT DO UPDATE.
+# distributed database refuses now() itself in ON CONFLICT DO UPDATE. Each new row's id is
+# derived from the conversation and a fresh value of the service ($4), not drawn by
+# gen_random_uuid(): a volatile function would keep a distributed database from running the
+# statement on the tenant's shard alone.
+# $1 tenant_id, $2 operator_id, $3 grace duration (interval), $4 fresh uuid (id salt)
 START_GRACE_PERIODS = """
 INSERT INTO grace_period_assignments
-    (tenant_id, conversation_id, operator_id, expires_at, reason)
-SELECT c.tenant_id, c.id, c.assigned_operator_id, now() + $3::interval, 'OFFLINE'
+    (id, tenant_id, conversation_id, operator_id, expires_at, reason)
+SELECT md5($4::uuid::text || c.id::text)::uuid, c.tenant_id, c.id, c.assigned_operator_id,
+       now() + $3::interval, 'OFFLINE'
 FROM conversation_refs c
 WHERE c.tenant_id = $1 AND c.assigned_operator_id = $2 AND c.state = 'ALLOCATED'
 ON CONFLICT (tenant_id, conversation_id) DO UPDATE
