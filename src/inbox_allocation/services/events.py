@@ -141,11 +141,13 @@ class EventStream:
         up to the watermark when the page is not full). 410 when events after the position
         were purged."""
         query = self.query
-        rows = await self.db.fetch(
-            sql.PAGE, query.tenant_id, self.position[0], self.position[1], query.sees_all,
-            query.operator_id, sorted(query.types) if query.types else None, query.inbox_id,
-            limit,
-        )  # fmt: skip
+        async with self.db.connection() as conn:
+            watermark = await conn.fetchval(sql.CURRENT_WATERMARK)
+            rows = await conn.fetch(
+                sql.PAGE, query.tenant_id, self.position[0], self.position[1], query.sees_all,
+                query.operator_id, sorted(query.types) if query.types else None,
+                query.inbox_id, limit, watermark,
+            )  # fmt: skip
         first = rows[0]
         if first["purged_xid"] is not None and self.position < (
             first["purged_xid"],

@@ -190,7 +190,11 @@ class WebhookDelivery:
     async def _step(self, http: httpx.AsyncClient, hook: dict[str, Any]) -> bool:
         """Handles the webhook's next event; True to go on with the next one at once."""
         tenant_id, position = hook["tenant_id"], (hook["position_xid"], hook["position_seq"])
-        row = await self.db.fetchrow(sql.NEXT_EVENT, tenant_id, *position, hook["event_types"])
+        async with self.db.connection() as conn:
+            watermark = await conn.fetchval(sql.CURRENT_WATERMARK)
+            row = await conn.fetchrow(
+                sql.NEXT_EVENT, tenant_id, *position, hook["event_types"], watermark
+            )
         assert row is not None
         now = datetime.now(UTC)
         poll = now + self.settings.webhook_poll_interval

@@ -28,13 +28,17 @@ _VISIBLE = """
                AND (s.inbox_id = e.inbox_id OR s.inbox_id = e.from_inbox_id))))
 """
 
-# One page after the cursor ($2, $3), with the watermark and the tenant's purge position
-# (NULLs when nothing was ever purged) on every row; a page with no event is one row of NULL
-# event columns. One statement, one snapshot: the watermark and the rows agree.
+# One page after the cursor ($2, $3) and below the watermark $9, read by CURRENT_WATERMARK
+# just before (every transaction below it had ended then, so this later snapshot sees all
+# their rows). The watermark is its own statement, not part of this one, so that it is taken
+# where the events' xids come from even on Citus, which evaluates volatile functions such as
+# the xid default of an INSERT … SELECT on the coordinator (docs/events.md). With the
+# tenant's purge position (NULLs when nothing was ever purged) on every row; a page with no
+# event is one row of NULL event columns.
 # $1 tenant_id, $2 after xid, $3 after seq, $4 sees all, $5 operator_id, $6 types (NULL =
-# all), $7 inbox_id (NULL = all), $8 limit
+# all), $7 inbox_id (NULL = all), $8 limit, $9 watermark
 PAGE = f"""
-WITH mark AS (SELECT {WATERMARK} AS watermark)
+WITH mark AS (SELECT $9::bigint AS watermark)
 SELECT mark.watermark, p.xid AS purged_xid, p.seq AS purged_seq, page.*
 FROM mark
 LEFT JOIN event_purges p ON p.tenant_id = $1

@@ -7,6 +7,8 @@ attempt, or not of its types); the delivery worker sends the next deliverable ev
 
 from inbox_allocation.sql.events import EVENT_COLUMNS, WATERMARK
 
+CURRENT_WATERMARK = f"SELECT {WATERMARK}"
+
 WEBHOOK_COLUMNS = """
     w.id, w.url, w.event_types, w.description, w.enabled, w.disabled_reason, w.created_at,
     w.failing_since
@@ -64,10 +66,11 @@ RETURNING w.tenant_id, w.id, w.url, w.secret, w.event_types, w.position_xid,
           w.position_seq, w.attempt, w.failing_since, w.next_attempt_at AS lease
 """
 
-# The next deliverable event of the webhook's types after its position, with the watermark
-# (a NULL event when none). $1 tenant_id, $2 xid, $3 seq, $4 types (NULL = all)
+# The next deliverable event of the webhook's types after its position, below the watermark
+# $5 (read just before, as for sql.events.PAGE), with the watermark (a NULL event when none).
+# $1 tenant_id, $2 xid, $3 seq, $4 types (NULL = all), $5 watermark
 NEXT_EVENT = f"""
-WITH mark AS (SELECT {WATERMARK} AS watermark)
+WITH mark AS (SELECT $5::bigint AS watermark)
 SELECT mark.watermark, next.*
 FROM mark
 LEFT JOIN LATERAL (
