@@ -33,7 +33,7 @@ UV_VERSION := 0.13.9
 LOCK_VENV := build/lock-tools
 
 .PHONY: help setup db-up db-down migrate-up migrate-down seed build run test lint format \
-        openapi docs-check bench stress lock clean
+        openapi docs-check console-check bench bench-events stress lock clean
 
 help: ## Show this help
 	@if [ -t 1 ]; then on=$$'\033[36m'; off=$$'\033[0m'; else on=; off=; fi; \
@@ -102,6 +102,9 @@ openapi: $(DEV_STAMP) ## Regenerate openapi.yaml from the application
 	@$(BIN)/python -m inbox_allocation.api.openapi > openapi.yaml
 	@echo "openapi.yaml updated"
 
+console-check: $(DEV_STAMP) ## /console in headless Chromium: an ingested conversation shows within 2 s; screenshot: build/console.png
+	@$(BIN)/python -m tools.console_check --screenshot build/console.png
+
 docs-check: $(DEV_STAMP) ## Load /docs in headless Chromium (apt-get install -y chromium); screenshot: build/docs.png
 	@$(BIN)/python -m tools.docs_check --screenshot build/docs.png --window-size 1280,4200
 
@@ -122,6 +125,9 @@ lock: ## Re-resolve requirements/*.txt from pyproject.toml (UPGRADE=1: newest tr
 	    --custom-compile-command "make lock" --quiet -o requirements/$$name.txt; \
 	  echo "requirements/$$name.txt"; \
 	done
+
+bench-events: $(DEV_STAMP) ## 1,000 SSE readers on one worker: /allocate with and without them, commit-to-delivery (bench/results/)
+	@$(BIN)/python -m bench.events_fanout $(BENCH_ARGS)
 
 clean: ## Remove the virtualenv, build artefacts and the embedded database's data
 	@rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .data src/*.egg-info

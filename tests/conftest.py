@@ -74,6 +74,8 @@ def settings(dsn: str) -> Settings:
         grace_period_interval=timedelta(hours=1),
         queue_aging_interval=timedelta(hours=1),
         idempotency_cleanup_interval=timedelta(hours=1),
+        events_cleanup_interval=timedelta(hours=1),
+        webhook_poll_interval=timedelta(hours=1),
         log_level="warning",
     )
 

@@ -60,6 +60,9 @@ TS_LABEL = label(9)  # "New Customer", inbox 4
 TS_LABEL_TECHNICAL = label(10)  # "Technical", inbox 4
 TS_INBOX_PHONE = "+15559876001"  # phone number of inbox 2…04
 TS_CUSTOMER_PHONE = "+14155554001"  # customer of conversation 7…39
+ACME_WEBHOOK = "a0000000-0000-0000-0000-000000000001"  # the demo webhooks (disabled)
+TS_WEBHOOK = "a0000000-0000-0000-0000-000000000002"
+PUBLIC_URL = "https://93.184.215.14/hook"  # a public address: no DNS needed to check it
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -575,7 +578,39 @@ ROUTES: tuple[Route, ...] = (
         "GET", "/stats", 200, refused=MANAGER_GUARD,
         foreign=(Foreign("acme inboxes only", _c("GET", "/stats"), 200),),
     ),
-    # --- labels ----------------------------------------------------------------
+    # --- events and webhooks (docs/events.md) -------------------------------------------------
+    _route(
+        "GET", "/events", 200, params={"after": "0" * 32},
+        foreign=(Foreign("techstart inbox filter", _c("GET", "/events", {
+            "after": "0" * 32, "inbox_id": TS_INBOX}), 200, empty="events",
+            callers=_OPS_AND_ADMIN),),
+    ),
+    _route(
+        "POST", "/webhooks", 201, body={"url": PUBLIC_URL}, refused=ADMIN_GUARD,
+        foreign=(Foreign("created in acme", _c("POST", "/webhooks", body={
+            "url": PUBLIC_URL + "/2"}), 201),),
+    ),
+    _route(
+        "GET", "/webhooks", 200, refused=ADMIN_GUARD,
+        foreign=(Foreign("acme webhooks only", _c("GET", "/webhooks"), 200),),
+    ),
+    _route(
+        "GET", "/webhooks/{id}", 200, path=f"/webhooks/{ACME_WEBHOOK}", refused=ADMIN_GUARD,
+        foreign=(not_found("techstart webhook", _c("GET", f"/webhooks/{TS_WEBHOOK}"),
+                           "WEBHOOK_NOT_FOUND"),),
+    ),
+    _route(
+        "GET", "/webhooks/{id}/deliveries", 200, path=f"/webhooks/{ACME_WEBHOOK}/deliveries",
+        refused=ADMIN_GUARD,
+        foreign=(not_found("techstart webhook", _c(
+            "GET", f"/webhooks/{TS_WEBHOOK}/deliveries"), "WEBHOOK_NOT_FOUND"),),
+    ),
+    _route(
+        "DELETE", "/webhooks/{id}", 204, path=f"/webhooks/{ACME_WEBHOOK}", refused=ADMIN_GUARD,
+        foreign=(not_found("techstart webhook", _c("DELETE", f"/webhooks/{TS_WEBHOOK}"),
+                           "WEBHOOK_NOT_FOUND"),),
+    ),
+    # --- labels ------------------------------------------------------------------------------
     _route(
         "POST", "/labels", 201, body={"inbox_id": INBOX_SALES, "name": "VIP", "color": "#123456"},
         refused=operator_refused("LABEL_PERMISSION_DENIED"),

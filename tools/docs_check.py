@@ -138,7 +138,7 @@ def not_rendered(expected: dict[str, str | None], summary: DomSummary) -> list[s
 
 
 def start_service(
-    workdir: Path, db_port: int, http_port: int, log: Path
+    workdir: Path, db_port: int, http_port: int, log: Path, *serve_args: str
 ) -> subprocess.Popen[bytes]:
     env = {
         key: value
@@ -154,7 +154,7 @@ def start_service(
     )
     with log.open("wb") as stderr:
         return subprocess.Popen(
-            [sys.executable, "-m", "inbox_allocation", "serve"],
+            [sys.executable, "-m", "inbox_allocation", "serve", *serve_args],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

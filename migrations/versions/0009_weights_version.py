@@ -11,7 +11,7 @@ finds it too. The index lets the worker find the rows of old versions without re
 tenant's other rows.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-12-04
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 from inbox_allocation.db.migrations import execute_script
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -31,8 +31,10 @@ from inbox_allocation.api.middleware import (
 from inbox_allocation.api.openapi import install_openapi
 from inbox_allocation.api.routers import (
     allocation,
+    console,
     conversations,
     docs,
+    events,
     health,
     inboxes,
     labels,
@@ -42,12 +44,14 @@ from inbox_allocation.api.routers import (
     stats,
     tenant,
     tokens,
+    webhooks,
 )
 from inbox_allocation.config import Settings, load_settings
 from inbox_allocation.db.pool import Database, create_pool
 from inbox_allocation.logging import configure_logging, get_logger
 from inbox_allocation.observability import metrics, tracing
 from inbox_allocation.services.jwt_auth import JwtVerifier
+from inbox_allocation.services.event_hub import EventHub
 from inbox_allocation.workers import BackgroundWorkers
 
 log = get_logger(__name__)
@@ -67,6 +71,8 @@ OPENAPI_TAGS = [
     {"name": "lifecycle", "description": "Resolve, deallocate, reassign, move."},
     {"name": "labels", "description": "Per-inbox labels and their attachments."},
     {"name": "stats", "description": "Queue statistics (managers)."},
+    {"name": "events", "description": "The event stream: SSE and long-polled pages."},
+    {"name": "webhooks", "description": "Events pushed to HTTP endpoints (admins)."},
 ]
 
 
@@ -79,6 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = Database(pool)
         workers = BackgroundWorkers(app.state.db, settings)
         workers.start()
+        # The process's one event listener (GET /api/v1/events readers wait on it).
+        app.state.event_hub = EventHub(settings.dsn)
+        app.state.event_hub.start()
         pool_sampler = (
             metrics.start_pool_sampler(app.state.db) if settings.metrics_enabled else None
         )
@@ -93,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if pool_sampler is not None:
                 await pool_sampler.stop()
+            await app.state.event_hub.stop()
             await workers.stop()
             await pool.close()
             log.info("shutdown complete")
@@ -124,7 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     # Routes are matched in order: the hot paths (allocation, lifecycle) first.
     modules = (allocation, lifecycle, conversations, operator_status, labels, health, inboxes,
-               operators, tokens, tenant, stats, docs)  # fmt: skip
+               operators, tokens, tenant, stats, events, webhooks, docs, console)  # fmt: skip
     for module in modules:
         app.include_router(module.router)
     request_metrics = None

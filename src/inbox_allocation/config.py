@@ -149,6 +149,25 @@ class Settings(BaseSettings):
         timedelta(hours=1), validation_alias="IDEMPOTENCY_CLEANUP_INTERVAL"
     )
 
+    # Event stream (docs/events.md): how long events are kept, and how often the cleanup
+    # worker of every replica deletes older ones.
+    events_retention: Duration = Field(timedelta(hours=72), validation_alias="EVENTS_RETENTION")
+    events_cleanup_interval: Duration = Field(
+        timedelta(minutes=5), validation_alias="EVENTS_CLEANUP_INTERVAL"
+    )
+
+    # Webhooks: tries per event before it is given up, how long a webhook may keep failing
+    # before it is disabled, whether private / loopback / link-local targets are allowed
+    # (tests and closed networks only), and how often the delivery worker looks for work.
+    webhook_max_attempts: int = Field(8, ge=1, le=100, validation_alias="WEBHOOK_MAX_ATTEMPTS")
+    webhook_disable_after: Duration = Field(
+        timedelta(hours=24), validation_alias="WEBHOOK_DISABLE_AFTER"
+    )
+    webhook_allow_private: bool = Field(False, validation_alias="WEBHOOK_ALLOW_PRIVATE")
+    webhook_poll_interval: Duration = Field(
+        timedelta(seconds=1), validation_alias="WEBHOOK_POLL_INTERVAL"
+    )
+
     # Observability: GET /metrics (Prometheus) and OpenTelemetry trace export. The export is
     # off unless an OTLP/HTTP endpoint is given (and needs the `[otel]` extra installed).
     metrics_enabled: bool = Field(True, validation_alias="METRICS_ENABLED")
@@ -183,7 +202,8 @@ class Settings(BaseSettings):
         if self.db_min_conns > self.db_max_conns:
             raise ValueError("DB_MIN_CONNS must not exceed DB_MAX_CONNS")
         for name in ("grace_period_interval", "queue_aging_interval",
-                     "idempotency_cleanup_interval"):  # fmt: skip
+                     "idempotency_cleanup_interval", "events_retention",
+                     "events_cleanup_interval", "webhook_poll_interval"):  # fmt: skip
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"{name.upper()} must be greater than 0")
         if self.auth_mode == "jwt":

@@ -114,6 +114,10 @@ class LabelNotFound(ApiError):
     status, code, message = 404, "LABEL_NOT_FOUND", "label not found"
 
 
+class WebhookNotFound(ApiError):
+    status, code, message = 404, "WEBHOOK_NOT_FOUND", "webhook not found"
+
+
 # 405 / 409 / 413 / 422
 class MethodNotAllowed(ApiError):
     status, code, message = 405, "METHOD_NOT_ALLOWED", "method not allowed"

@@ -11,6 +11,7 @@ from uuid_utils.compat import uuid7
 
 from inbox_allocation.db.pool import Database
 from inbox_allocation.domain.clock import Clock, utc_now
+from inbox_allocation.domain.enums import ConversationState
 from inbox_allocation.domain.errors import InboxNotFound, ValidationFailed
 from inbox_allocation.sql import ingestion as sql
 
@@ -42,6 +43,9 @@ class IngestionService:
                 details=["message_at: must not be more than 5 minutes in the future"]
             )
         async with self.db.transaction() as conn:
+            before = await conn.fetchval(
+                sql.STATE_BEFORE, tenant_id, message.external_conversation_id
+            )
             upserted = await conn.fetchrow(
                 sql.UPSERT_MESSAGE, tenant_id, message.inbox_id,
                 message.external_conversation_id, message.customer_phone_number, message_at,
@@ -49,6 +53,16 @@ class IngestionService:
             )  # fmt: skip
             if upserted is None:
                 raise InboxNotFound()
-            row = await conn.fetchrow(sql.UPSERTED_CONVERSATION, tenant_id, upserted["id"])
+            # The event: a new conversation is queued (ingested), a resolved one reopened,
+            # an open one (also one a concurrent request created meanwhile) gets a message.
+            if upserted["created"]:
+                event_type, reason = "conversation.queued", "ingested"
+            elif before == ConversationState.RESOLVED:
+                event_type, reason = "conversation.queued", "reopened"
+            else:
+                event_type, reason = "conversation.message", None
+            row = await conn.fetchrow(
+                sql.UPSERTED_CONVERSATION, tenant_id, upserted["id"], event_type, reason
+            )
         assert row is not None  # written by this transaction
         return row, bool(upserted["created"])

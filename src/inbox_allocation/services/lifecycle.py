@@ -119,7 +119,9 @@ class LifecycleService:
                 return row
             if row["state"] == ConversationState.RESOLVED:
                 raise ConversationAlreadyResolved()
-            requeued = await conn.fetchrow(sql.REQUEUE, tenant_id, conversation_id)
+            requeued = await conn.fetchrow(
+                sql.REQUEUE, tenant_id, conversation_id, row["assigned_operator_id"]
+            )
             await conn.execute(sql.DELETE_GRACE_ROW, tenant_id, conversation_id)
             assert requeued is not None
             return requeued
@@ -187,8 +189,9 @@ class LifecycleService:
                 row["state"] == ConversationState.ALLOCATED and not target["assignee_subscribed"]
             )
             moved = await conn.fetchrow(
-                sql.MOVE_TO_INBOX, tenant_id, conversation_id, target_inbox_id, leaves_operator
-            )
+                sql.MOVE_TO_INBOX, tenant_id, conversation_id, target_inbox_id, leaves_operator,
+                row["inbox_id"], row["assigned_operator_id"],
+            )  # fmt: skip
             await conn.execute(
                 sql.DETACH_FOREIGN_INBOX_LABELS, tenant_id, conversation_id, target_inbox_id
             )

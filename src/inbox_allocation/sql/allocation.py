@@ -17,6 +17,7 @@ from inbox_allocation.sql.conversations import (
     conversation_columns,
     reported_priority,
 )
+from inbox_allocation.sql.events import changed_conversations, conversation_event
 
 
 # The best QUEUED conversation of each subscribed inbox among the rows matching `condition`,
@@ -77,7 +78,8 @@ _AGED = _best_of_each_inbox(
 #   (the client retries); one in progress holds the caller's status row, which
 #   this statement could not have locked — never a conversation of an inbox the operator
 #   has left;
-# - the winner marked ALLOCATED, and returned with its live priority at $3.
+# - the winner marked ALLOCATED, and returned with its live priority at $3;
+# - its conversation.allocated event written by the same statement (sql/events.py).
 # Every table is filtered by the tenant itself (one shard group on Citus); the tenant's
 # weights are read in their own CTE because Citus refuses a locking CTE that reads the
 # reference table `tenants`.
@@ -144,10 +146,16 @@ allocated AS (
     WHERE c.tenant_id = $1 AND c.id = chosen.id
       AND EXISTS (SELECT 1 FROM still_subscribed)
     RETURNING c.*
-)
-SELECT {conversation_columns(reported_priority("$3::float8"))}
-FROM allocated c
-JOIN tenants t ON t.id = $1
+),
+{changed_conversations("allocated", conversation_columns(reported_priority("$3::float8")))},
+{
+    conversation_event(
+        "event",
+        "conversation.allocated",
+        extra="'operator_id', changed.assigned_operator_id, 'via', 'allocate'",
+    )
+}
+SELECT * FROM changed
 """
 
 # Why nothing was allocated (only run after ALLOCATE_NEXT returned no row).
@@ -202,10 +210,16 @@ WITH assigned AS (
     SET state = 'ALLOCATED', assigned_operator_id = $3, updated_at = now()
     WHERE c.tenant_id = $1 AND c.id = $2 AND c.state = 'QUEUED'
     RETURNING c.*
-)
-SELECT {CONVERSATION_COLUMNS}
-FROM assigned c
-JOIN tenants t ON t.id = $1
+),
+{changed_conversations("assigned")},
+{
+    conversation_event(
+        "event",
+        "conversation.allocated",
+        extra="'operator_id', changed.assigned_operator_id, 'via', 'claim'",
+    )
+}
+SELECT * FROM changed
 """
 
 # The caller's subscription to the conversation's inbox. Read without a lock: the caller's

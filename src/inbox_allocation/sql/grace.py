@@ -9,6 +9,9 @@ sweeper never waits on a conversation or grace row (SKIP LOCKED), so it cannot d
 status changes or lifecycle transitions; rows it skips are handled on the next batch or run.
 """
 
+from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS
+from inbox_allocation.sql.events import changed_conversations, conversation_event
+
 # Candidate expired rows of the tenant, oldest expiry first (no lock yet), after the last
 # candidate of the previous batch of this run (keyset on (expires_at, id)), so a run goes past
 # rows it had to skip because another transaction held them, up to the end.
@@ -47,15 +50,29 @@ FOR NO KEY UPDATE OF c SKIP LOCKED
 FOR UPDATE OF g SKIP LOCKED
 """
 
-# Release: back to the queue, only if still allocated to the grace row's operator.
+# Release: back to the queue, only if still allocated to the grace row's operator; each
+# released conversation's conversation.queued event (reason grace_expired) in the same
+# statement.
 # $1 tenant_id, $2 conversation ids, $3 operator ids (pairwise)
-RELEASE = """
-UPDATE conversation_refs c
-SET state = 'QUEUED', assigned_operator_id = NULL, updated_at = now()
-FROM unnest($2::uuid[], $3::uuid[]) AS r(conversation_id, operator_id)
-WHERE c.tenant_id = $1 AND c.id = r.conversation_id AND c.state = 'ALLOCATED'
-  AND c.assigned_operator_id = r.operator_id
-RETURNING c.id, c.tenant_id
+RELEASE = f"""
+WITH released AS (
+    UPDATE conversation_refs c
+    SET state = 'QUEUED', assigned_operator_id = NULL, updated_at = now()
+    FROM unnest($2::uuid[], $3::uuid[]) AS r(conversation_id, operator_id)
+    WHERE c.tenant_id = $1 AND c.id = r.conversation_id AND c.state = 'ALLOCATED'
+      AND c.assigned_operator_id = r.operator_id
+    RETURNING c.*, r.operator_id AS released_from
+),
+{changed_conversations("released", CONVERSATION_COLUMNS + ", c.released_from")},
+{
+    conversation_event(
+        "event",
+        "conversation.queued",
+        extra="'reason', 'grace_expired'",
+        operator="changed.released_from",
+    )
+}
+SELECT changed.id, changed.tenant_id FROM changed
 """
 
 # $1 tenant_id, $2 grace row ids

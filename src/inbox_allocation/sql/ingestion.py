@@ -5,6 +5,7 @@ conversation; an inbox being deleted makes it wait), then the one conversation r
 """
 
 from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS, LABELS_JSON
+from inbox_allocation.sql.events import CONVERSATION_JSON
 
 # Keyed by (tenant, external_conversation_id) via idx_conversations_external_id, so any
 # number of concurrent events for one conversation yield exactly one row whose count is the
@@ -37,11 +38,37 @@ SET message_count = c.message_count + 1,
 RETURNING c.id, (c.xmax = 0) AS created
 """
 
-# The upserted conversation, read in the same transaction (its row is still locked by it).
-# $1 tenant_id, $2 conversation id
-UPSERTED_CONVERSATION = f"""
-SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
+# The conversation's state before the message, its row locked until the upsert (so the
+# state cannot change in between); no row for a new conversation. It tells the event apart:
+# a RESOLVED conversation is reopened, an open one gets a message. FOR UPDATE: the lock the
+# upsert takes anyway (allocation skips locked rows).
+# $1 tenant_id, $2 external_conversation_id
+STATE_BEFORE = """
+SELECT c.state::text AS state
 FROM conversation_refs c
-JOIN tenants t ON t.id = $1
-WHERE c.tenant_id = $1 AND c.id = $2
+WHERE c.tenant_id = $1 AND c.external_conversation_id = $2
+FOR UPDATE OF c
+"""
+
+# The upserted conversation, read in the same transaction (its row is still locked by it),
+# with its event written by the same statement: $3 the event type, $4 the `reason` of a
+# conversation.queued event (NULL for conversation.message). A separate statement from the
+# upsert: a distributed database refuses an INSERT … ON CONFLICT inside a CTE.
+# $1 tenant_id, $2 conversation id, $3 event type, $4 reason
+UPSERTED_CONVERSATION = f"""
+WITH changed AS (
+    SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
+    FROM conversation_refs c
+    JOIN tenants t ON t.id = $1
+    WHERE c.tenant_id = $1 AND c.id = $2
+),
+event AS (
+    INSERT INTO events (tenant_id, type, inbox_id, operator_id, data)
+    SELECT $1, $3::text, changed.inbox_id, changed.assigned_operator_id,
+           jsonb_build_object('conversation', {CONVERSATION_JSON})
+           || CASE WHEN $4::text IS NULL THEN '{{}}'::jsonb
+                   ELSE jsonb_build_object('reason', $4::text) END
+    FROM changed
+)
+SELECT * FROM changed
 """

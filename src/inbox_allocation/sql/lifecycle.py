@@ -8,10 +8,15 @@ stale snapshots). FOR NO KEY UPDATE: foreign-key checks (label attachments, grac
 not wait. Statements returning conversation columns join the tenant (`t`) for the live
 priority; the updates return the row from a CTE and compute those columns outside it (a
 distributed database refuses now() and enum casts in RETURNING). Every table is filtered by
-the tenant ($1).
+the tenant ($1). Each transition writes its event in the same statement (sql/events.py).
 """
 
 from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS
+from inbox_allocation.sql.events import (
+    CONVERSATION_JSON,
+    changed_conversations,
+    conversation_event,
+)
 
 # Who holds the conversation now, read without a lock (its status row comes first in the
 # lock order); re-checked once the conversation is locked.
@@ -38,23 +43,27 @@ WITH updated AS (
     SET state = 'RESOLVED', resolved_at = now(), updated_at = now()
     WHERE c.tenant_id = $1 AND c.id = $2
     RETURNING c.*
-)
-SELECT {CONVERSATION_COLUMNS}
-FROM updated c
-JOIN tenants t ON t.id = $1
+),
+{changed_conversations("updated")},
+{conversation_event("event", "conversation.resolved")}
+SELECT * FROM changed
 """
 
-# $1 tenant_id, $2 conversation_id
+# $1 tenant_id, $2 conversation_id, $3 the operator it leaves (for its event)
 REQUEUE = f"""
 WITH updated AS (
     UPDATE conversation_refs c
     SET state = 'QUEUED', assigned_operator_id = NULL, updated_at = now()
     WHERE c.tenant_id = $1 AND c.id = $2
     RETURNING c.*
-)
-SELECT {CONVERSATION_COLUMNS}
-FROM updated c
-JOIN tenants t ON t.id = $1
+),
+{changed_conversations("updated")},
+{
+    conversation_event(
+        "event", "conversation.queued", extra="'reason', 'deallocated'", operator="$3::uuid"
+    )
+}
+SELECT * FROM changed
 """
 
 # $1 tenant_id, $2 conversation_id, $3 new operator_id
@@ -64,10 +73,16 @@ WITH updated AS (
     SET assigned_operator_id = $3, updated_at = now()
     WHERE c.tenant_id = $1 AND c.id = $2
     RETURNING c.*
-)
-SELECT {CONVERSATION_COLUMNS}
-FROM updated c
-JOIN tenants t ON t.id = $1
+),
+{changed_conversations("updated")},
+{
+    conversation_event(
+        "event",
+        "conversation.allocated",
+        extra="'operator_id', changed.assigned_operator_id, 'via', 'reassign'",
+    )
+}
+SELECT * FROM changed
 """
 
 # The reassign target: member of the tenant? subscribed to the inbox? available? Its status
@@ -98,7 +113,8 @@ FROM inboxes i
 WHERE i.tenant_id = $1 AND i.id = $2
 """
 
-# $1 tenant_id, $2 conversation_id, $3 target inbox_id, $4 deallocate (bool)
+# $1 tenant_id, $2 conversation_id, $3 target inbox_id, $4 deallocate (bool), $5 the inbox
+# it leaves, $6 its assignee before the move (the events' operator)
 MOVE_TO_INBOX = f"""
 WITH updated AS (
     UPDATE conversation_refs c
@@ -108,10 +124,25 @@ WITH updated AS (
         updated_at = now()
     WHERE c.tenant_id = $1 AND c.id = $2
     RETURNING c.*
+),
+{changed_conversations("updated")},
+-- conversation.moved, then (when it left its operator) conversation.queued: one INSERT,
+-- so the two take their sequence numbers in this order.
+event AS (
+    INSERT INTO events (tenant_id, type, inbox_id, from_inbox_id, operator_id, data)
+    SELECT $1, e.type, changed.inbox_id, $5::uuid, $6::uuid, e.data
+    FROM changed
+    CROSS JOIN LATERAL (VALUES
+        (1, 'conversation.moved', jsonb_build_object(
+            'conversation', {CONVERSATION_JSON}, 'from_inbox_id', $5::uuid,
+            'to_inbox_id', changed.inbox_id)),
+        (2, 'conversation.queued', jsonb_build_object(
+            'conversation', {CONVERSATION_JSON}, 'reason', 'moved'))
+    ) AS e (n, type, data)
+    WHERE e.n = 1 OR $4
+    ORDER BY e.n
 )
-SELECT {CONVERSATION_COLUMNS}
-FROM updated c
-JOIN tenants t ON t.id = $1
+SELECT * FROM changed
 """
 
 # Labels belong to one inbox: a moved conversation keeps only labels of its new inbox

@@ -48,7 +48,8 @@ RETURNING operator_id
 """
 
 # The status columns are computed outside the UPDATE (a distributed database refuses enum
-# casts and subqueries in RETURNING).
+# casts and subqueries in RETURNING); the operator.status_changed event is written by the
+# same statement.
 # $1 tenant_id, $2 operator_id, $3 status
 UPDATE_STATUS = f"""
 WITH updated AS (
@@ -56,6 +57,12 @@ WITH updated AS (
     SET status = $3::operator_status_type, last_status_change_at = now()
     WHERE s.tenant_id = $1 AND s.operator_id = $2
     RETURNING s.*
+),
+event AS (
+    INSERT INTO events (tenant_id, type, operator_id, data)
+    SELECT $1, 'operator.status_changed', updated.operator_id,
+           jsonb_build_object('operator_id', updated.operator_id, 'status', $3::text)
+    FROM updated
 )
 SELECT {STATUS_COLUMNS}
 FROM updated s

@@ -1,5 +1,7 @@
 """Operators of a tenant. Every statement filters on the tenant (`tenant_id = $1`)."""
 
+from inbox_allocation.sql.events import changed_conversations, conversation_event
+
 # The columns of an Operator response, from alias `o`. The role comes as the enum itself
 # (asyncpg decodes it to its label): these columns are also RETURNed, where a distributed
 # database refuses the enum-to-text cast (not immutable).
@@ -106,9 +108,9 @@ RETURNING {OPERATOR_COLUMNS}
 """
 
 # Before an operator is deleted (its status row locked, lock order of sql/locking.py) its
-# subscriptions go, then its ALLOCATED conversations go back to the queue (the
-# original left them ALLOCATED to nobody), locked in id order, and their grace rows are
-# dropped.
+# subscriptions go, then its ALLOCATED conversations go back to the queue (the original left
+# them ALLOCATED to nobody), locked in id order, each with its conversation.queued event
+# (reason operator_deleted), and their grace rows are dropped.
 # $1 tenant_id, $2 operator_id
 DELETE_OPERATOR_SUBSCRIPTIONS = """
 DELETE FROM operator_inbox_subscriptions sub
@@ -116,7 +118,7 @@ WHERE sub.tenant_id = $1 AND sub.operator_id = $2
 """
 
 # $1 tenant_id, $2 operator_id
-REQUEUE_OPERATOR_CONVERSATIONS = """
+REQUEUE_OPERATOR_CONVERSATIONS = f"""
 WITH held AS (
     SELECT c.id
     FROM conversation_refs c
@@ -129,8 +131,14 @@ requeued AS (
     SET state = 'QUEUED', assigned_operator_id = NULL, updated_at = now()
     FROM held
     WHERE c.tenant_id = $1 AND c.id = held.id
-    RETURNING c.id
-)
+    RETURNING c.*
+),
+{changed_conversations("requeued")},
+{
+    conversation_event(
+        "event", "conversation.queued", extra="'reason', 'operator_deleted'", operator="$2::uuid"
+    )
+}
 DELETE FROM grace_period_assignments g
 USING requeued r
 WHERE g.tenant_id = $1 AND g.conversation_id = r.id

@@ -192,3 +192,11 @@ INSERT INTO grace_period_assignments (id, tenant_id, conversation_id, operator_i
     ('90000000-0000-0000-0000-000000000004', '10000000-0000-0000-0000-000000000002', '70000000-0000-0000-0000-000000000043', '30000000-0000-0000-0000-000000000014', 'OFFLINE', now() + interval '5 minutes', now() - interval '30 seconds'),
     ('90000000-0000-0000-0000-000000000005', '10000000-0000-0000-0000-000000000002', '70000000-0000-0000-0000-000000000049', '30000000-0000-0000-0000-000000000015', 'OFFLINE', now() + interval '1 minute', now() - interval '4 minutes')
 ON CONFLICT DO NOTHING;
+
+-- One demo webhook per tenant, disabled (nothing is ever sent to it): something for the
+-- webhook routes to show. Real ones are created with POST /api/v1/webhooks.
+INSERT INTO webhooks (tenant_id, id, url, description, secret, enabled, disabled_reason,
+                      position_xid, position_seq) VALUES
+    ('10000000-0000-0000-0000-000000000001', 'a0000000-0000-0000-0000-000000000001', 'https://example.com/acme-events', 'Demo (disabled)', 'whsec_ZGVtby1zZWNyZXQtZGVtby1zZWNyZXQtZGVtby0xMjM=', false, 'demo webhook, never enabled', 0, 0),
+    ('10000000-0000-0000-0000-000000000002', 'a0000000-0000-0000-0000-000000000002', 'https://example.com/techstart-events', 'Demo (disabled)', 'whsec_ZGVtby1zZWNyZXQtZGVtby1zZWNyZXQtZGVtby0xMjM=', false, 'demo webhook, never enabled', 0, 0)
+ON CONFLICT DO NOTHING;

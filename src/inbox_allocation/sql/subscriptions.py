@@ -4,6 +4,8 @@ Every statement filters every table it reads on the tenant ($1), so that on a da
 distributed by tenant (Citus) it runs on the node holding the tenant's rows.
 """
 
+from inbox_allocation.sql.events import changed_conversations, conversation_event
+
 # Existence checks that also keep the row from being deleted until the transaction ends
 # (FOR KEY SHARE: the same lock the foreign key of a new subscription takes).
 # $1 tenant_id, $2 inbox_id
@@ -98,10 +100,11 @@ DELETE FROM operator_inbox_subscriptions s
 WHERE s.tenant_id = $1 AND s.inbox_id = $2 AND s.operator_id = $3
 """
 
-# Unsubscribing returns the operator's conversations in that inbox to the queue
-# locked in id order, and drops their grace rows, which no longer have anything to expire.
+# Unsubscribing returns the operator's conversations in that inbox to the queue, locked in id
+# order, each with its conversation.queued event (reason unsubscribed), and drops their grace
+# rows, which no longer have anything to expire.
 # $1 tenant_id, $2 inbox_id, $3 operator_id
-REQUEUE_OPERATOR_IN_INBOX = """
+REQUEUE_OPERATOR_IN_INBOX = f"""
 WITH held AS (
     SELECT c.id
     FROM conversation_refs c
@@ -115,8 +118,14 @@ requeued AS (
     SET state = 'QUEUED', assigned_operator_id = NULL, updated_at = now()
     FROM held
     WHERE c.tenant_id = $1 AND c.id = held.id
-    RETURNING c.id
-)
+    RETURNING c.*
+),
+{changed_conversations("requeued")},
+{
+    conversation_event(
+        "event", "conversation.queued", extra="'reason', 'unsubscribed'", operator="$3::uuid"
+    )
+}
 DELETE FROM grace_period_assignments g
 USING requeued r
 WHERE g.tenant_id = $1 AND g.conversation_id = r.id

@@ -9,10 +9,12 @@ from datetime import timedelta
 from inbox_allocation.config import Settings
 from inbox_allocation.db.pool import CONNECTION_ERRORS, Database
 from inbox_allocation.logging import get_logger
+from inbox_allocation.services.event_retention import EventRetention
 from inbox_allocation.services.grace import GraceSweeper
 from inbox_allocation.services.idempotency import IdempotencyStore
 from inbox_allocation.services.priority_keys import PriorityKeys
 from inbox_allocation.services.queue_aging import QueueAging
+from inbox_allocation.services.webhooks import WebhookDelivery
 
 log = get_logger(__name__)
 
@@ -73,7 +75,7 @@ class PeriodicTask:
 
 class BackgroundWorkers:
     """The service's periodic jobs (grace sweeper, queue aging, priority keys after a
-    weights change, idempotency cleanup)."""
+    weights change, idempotency cleanup, event retention, webhook delivery)."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
         sweeper = GraceSweeper(db, settings.grace_period_batch_size)
@@ -96,6 +98,15 @@ class BackgroundWorkers:
             PeriodicTask(
                 "idempotency-cleanup", keys.delete_expired,
                 settings.idempotency_cleanup_interval, run_immediately=False,
+            ),
+            PeriodicTask(
+                "events-retention", EventRetention(db, settings.events_retention).purge,
+                settings.events_cleanup_interval, run_immediately=False,
+            ),
+            # Claims due webhooks with SKIP LOCKED and a lease: safe in every replica.
+            PeriodicTask(
+                "webhook-delivery", WebhookDelivery(db, settings).run_once,
+                settings.webhook_poll_interval, run_immediately=False,
             ),
         ]  # fmt: skip
 
