@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
+from tests.helpers import free_port, wait_ready, world_traversable_tempdir
 from tools.docs_check import (
     CHROMIUM,
     CHROMIUM_FLAGS,
@@ -41,7 +42,6 @@ from tools.docs_check import (
     start_service,
     stop_service,
 )
-from tests.helpers import free_port, wait_ready, world_traversable_tempdir
 
 TENANT = "10000000-0000-0000-0000-000000000001"
 ADMIN = "30000000-0000-0000-0000-000000000001"

@@ -50,8 +50,8 @@ from inbox_allocation.config import Settings, load_settings
 from inbox_allocation.db.pool import Database, create_pool
 from inbox_allocation.logging import configure_logging, get_logger
 from inbox_allocation.observability import metrics, tracing
-from inbox_allocation.services.jwt_auth import JwtVerifier
 from inbox_allocation.services.event_hub import EventHub
+from inbox_allocation.services.jwt_auth import JwtVerifier
 from inbox_allocation.workers import BackgroundWorkers
 
 log = get_logger(__name__)

@@ -1,10 +1,10 @@
 """Request dependencies: the database, the settings and the caller's identity.
 
-Every `/api/v1` route needs both identity headers (docs/decisions.md#identity-headers). With AUTH_MODE=token or
-jwt the authentication middleware (api.auth) has verified the bearer credential and set them
-to its tenant and operator, so the same checks serve every mode. The caller is resolved
-once per request: an operator id that does not belong to the X-Tenant-ID tenant is refused
-with 401 before any data of the tenant is read or written.
+Every `/api/v1` route needs both identity headers (docs/decisions.md#identity-headers). With
+AUTH_MODE=token or jwt the authentication middleware (api.auth) has verified the bearer
+credential and set them to its tenant and operator, so the same checks serve every mode. The
+caller is resolved once per request: an operator id that does not belong to the X-Tenant-ID
+tenant is refused with 401 before any data of the tenant is read or written.
 
 Check order (docs/decisions.md#check-order): malformed X-Tenant-ID, then malformed X-Operator-ID
 (400 BAD_REQUEST); missing tenant (400 TENANT_REQUIRED); missing operator

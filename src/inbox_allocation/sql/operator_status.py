@@ -71,8 +71,8 @@ WHERE o.tenant_id = $1
 """
 
 # Going OFFLINE: every conversation allocated to the operator gets a grace row; an existing
-# row for that conversation is replaced (docs/decisions.md#grace-period). Rows are inserted (and their
-# conversations key-share locked by the foreign key) in id order (sql/locking.py).
+# row for that conversation is replaced (docs/decisions.md#grace-period). Rows are inserted
+# (and their conversations key-share locked by the foreign key) in id order (sql/locking.py).
 # created_at = EXCLUDED.created_at is now() (the column's default in the proposed row): a
 # distributed database refuses now() itself in ON CONFLICT DO UPDATE. Each new row's id is
 # derived from the conversation and a fresh value of the service ($4), not drawn by
