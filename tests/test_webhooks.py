@@ -135,6 +135,20 @@ async def test_refused_targets_are_400(client: httpx.AsyncClient, url: str) -> N
     assert response.json()["error"]["code"] == "VALIDATION_ERROR"
 
 
+async def test_creation_is_never_stored_for_idempotent_replay(
+    client: httpx.AsyncClient, db: asyncpg.Pool, private_allowed: Settings
+) -> None:
+    """The response holds the signing secret: it must not be kept in idempotency_keys."""
+    sent = {**ADMIN, "Idempotency-Key": "webhook-1"}
+    body = {"url": "http://127.0.0.1:9/in"}
+    first = await client.post("/api/v1/webhooks", json=body, headers=sent)
+    second = await client.post("/api/v1/webhooks", json=body, headers=sent)
+    assert first.status_code == second.status_code == 201
+    assert first.json()["data"]["secret"] != second.json()["data"]["secret"]
+    assert "idempotent-replayed" not in second.headers
+    assert await db.fetchval("SELECT count(*) FROM idempotency_keys") == 0
+
+
 async def test_management_routes(client: httpx.AsyncClient, private_allowed: Settings) -> None:
     assert (await client.get("/api/v1/webhooks", headers=MANAGER)).status_code == 403
     bad = await client.post(

@@ -27,9 +27,13 @@ log = get_logger(__name__)
 
 
 def _issues_a_secret(scope: Scope) -> bool:
-    """POST …/operators/{id}/tokens answers with a new API token: storing that response for
-    replay would keep the secret in the database. A retried creation makes a second token."""
-    return bool(scope["method"] == "POST" and scope["path"].endswith("/tokens"))
+    """POST …/operators/{id}/tokens answers with a new API token and POST /api/v1/webhooks
+    with a new signing secret: storing that response for replay would keep the secret in the
+    database. A retried creation makes a second token or webhook."""
+    if scope["method"] != "POST":
+        return False
+    path: str = scope["path"]
+    return path.endswith("/tokens") or path.rstrip("/") == "/api/v1/webhooks"
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
