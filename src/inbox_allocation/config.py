@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     )
     db_max_conns: int = Field(25, ge=1, le=1000, validation_alias="DB_MAX_CONNS")
     db_min_conns: int = Field(5, ge=0, le=1000, validation_alias="DB_MIN_CONNS")
+    # A statement waiting longer than this for a row lock fails with 503 DB_UNAVAILABLE
+    # (Retry-After: 1) instead of holding its request; above PostgreSQL's deadlock_timeout.
+    db_lock_timeout: Duration = Field(timedelta(seconds=2), validation_alias="DB_LOCK_TIMEOUT")
+    # The server ends a session of the service left idle inside a transaction this long.
+    db_idle_in_transaction_timeout: Duration = Field(
+        timedelta(seconds=5), validation_alias="DB_IDLE_IN_TRANSACTION_TIMEOUT"
+    )
 
     # Embedded default database
     embedded_db_dir: Path | None = Field(None, validation_alias="EMBEDDED_DB_DIR")
