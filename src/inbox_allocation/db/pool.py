@@ -11,8 +11,10 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, TypeAlias
+from uuid import UUID
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -27,6 +29,7 @@ from tenacity import (
 from inbox_allocation.config import Settings
 from inbox_allocation.domain.errors import DatabaseUnavailable
 from inbox_allocation.logging import get_logger
+from inbox_allocation.sql.idempotency import MARK_EXECUTED
 
 log = get_logger(__name__)
 
@@ -100,6 +103,13 @@ def _stale(exc: BaseException) -> bool:
     )
 
 
+# The idempotency reservation (tenant_id, row id) of the request being served, if it has one.
+# Its writes then always run in a transaction that also marks the reservation executed, so
+# "did this request commit?" has an exact answer even when the COMMIT's reply is lost.
+RESERVATION: ContextVar[tuple[UUID, UUID] | None] = ContextVar(
+    "idempotency_reservation", default=None
+)
+
 # What services receive: a plain connection or one borrowed from the pool.
 Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
@@ -141,6 +151,9 @@ class Database:
                         with contextlib.suppress(Exception):
                             await transaction.rollback()
                         raise
+                    reservation = RESERVATION.get()
+                    if reservation is not None:
+                        await conn.execute(MARK_EXECUTED, *reservation)
                     committing = True
                     await transaction.commit()
                 except asyncpg.InternalClientError as exc:
@@ -178,7 +191,11 @@ class Database:
     async def _run(self, method: str, query: str, *args: Any) -> Any:
         """One autocommit statement. A deadlock or serialization failure rolled it back:
         TransactionInterrupted (the route retries). A stale pooled connection refused it
-        before sending anything: it runs once more on a fresh connection."""
+        before sending anything: it runs once more on a fresh connection. In a request with
+        an idempotency reservation it runs in a transaction of its own (see RESERVATION)."""
+        if RESERVATION.get() is not None:
+            async with self.transaction() as conn:
+                return await getattr(conn, method)(query, *args)
         for attempt in (1, 2):
             try:
                 async with self.connection() as conn:
