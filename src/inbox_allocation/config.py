@@ -160,10 +160,20 @@ class Settings(BaseSettings):
     def _check_consistency(self) -> Settings:
         if self.db_min_conns > self.db_max_conns:
             raise ValueError("DB_MIN_CONNS must not exceed DB_MAX_CONNS")
+        # Durations that must be positive: 0 would crash start-up (asyncpg refuses a zero
+        # command timeout), spin a worker, or mean "no limit" to PostgreSQL.
         for name in ("grace_period_interval", "queue_aging_interval",
-                     "idempotency_cleanup_interval"):  # fmt: skip
+                     "idempotency_cleanup_interval", "write_timeout", "read_timeout",
+                     "idle_timeout", "grace_period_duration", "db_lock_timeout",
+                     "db_idle_in_transaction_timeout"):  # fmt: skip
             if getattr(self, name) <= timedelta(0):
-                raise ValueError(f"{name.upper()} must be greater than 0")
+                raise ValueError(f"{' / '.join(_env_names(name))} must be greater than 0")
+        # A key must outlive the longest request that can hold it, or a retry would run a
+        # request twice; under a minute is a typo (e.g. a bare number read as seconds).
+        if self.idempotency_ttl < timedelta(minutes=1):
+            raise ValueError("IDEMPOTENCY_TTL must be at least 1m")
+        if self.shutdown_timeout < timedelta(0):
+            raise ValueError("SHUTDOWN_TIMEOUT / SERVER_SHUTDOWN_TIMEOUT must not be negative")
         return self
 
     @property

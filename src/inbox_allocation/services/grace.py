@@ -9,6 +9,8 @@ all expired rows, batch by batch; several service processes may sweep at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
 
 from inbox_allocation.db.pool import Database
 from inbox_allocation.domain.enums import ConversationState, OperatorStatus
@@ -31,24 +33,33 @@ class GraceSweeper:
         self.batch_size = batch_size
 
     async def sweep(self) -> SweepResult:
-        """One run: batches until a batch finds nothing it can take."""
+        """One run: batch after batch in expiry order until no expired row is left after the
+        last one seen. A batch whose rows are all held by other transactions (skipped) does
+        not end the run; skipped rows are taken by the next run."""
         total = SweepResult()
+        after: tuple[datetime, UUID] | None = None
         while True:
-            batch = await self._sweep_batch()
+            batch, after = await self._sweep_batch(after)
             record_grace_release(batch.released)
             total.processed += batch.processed
             total.released += batch.released
-            if batch.processed == 0:
+            if after is None:
                 break
         if total.processed:
             log.info("grace periods swept", processed=total.processed, released=total.released)
         return total
 
-    async def _sweep_batch(self) -> SweepResult:
+    async def _sweep_batch(
+        self, after: tuple[datetime, UUID] | None
+    ) -> tuple[SweepResult, tuple[datetime, UUID] | None]:
+        """One batch, and the position after its last candidate (None: nothing left)."""
         async with self.db.transaction() as conn:
-            candidates = await conn.fetch(sql.EXPIRED_CANDIDATES, self.batch_size)
+            candidates = await conn.fetch(
+                sql.EXPIRED_CANDIDATES, self.batch_size, *(after or (None, None))
+            )
             if not candidates:
-                return SweepResult()
+                return SweepResult(), None
+            last = (candidates[-1]["expires_at"], candidates[-1]["id"])
             operator_ids = sorted({row["operator_id"] for row in candidates})
             statuses = {
                 row["operator_id"]: row["status"]
@@ -71,4 +82,4 @@ class GraceSweeper:
                 )
             if locked:
                 await conn.execute(sql.DELETE_ROWS, [row["id"] for row in locked])
-            return SweepResult(processed=len(locked), released=len(released))
+            return SweepResult(processed=len(locked), released=len(released)), last

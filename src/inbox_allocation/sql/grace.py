@@ -9,12 +9,14 @@ sweeper never waits on a conversation or grace row (SKIP LOCKED), so it cannot d
 status changes or lifecycle transitions; rows it skips are handled on the next batch or run.
 """
 
-# Candidate expired rows, oldest expiry first (no lock yet).
-# $1 batch size
+# Candidate expired rows, oldest expiry first (no lock yet), after the last one of the
+# previous batch: rows skipped because another transaction held them do not end the run.
+# $1 batch size, $2 expires_at and $3 id of the previous batch's last candidate (NULL: first)
 EXPIRED_CANDIDATES = """
-SELECT g.id, g.conversation_id, g.operator_id
+SELECT g.id, g.conversation_id, g.operator_id, g.expires_at
 FROM grace_period_assignments g
 WHERE g.expires_at <= now()
+  AND ($2::timestamptz IS NULL OR (g.expires_at, g.id) > ($2::timestamptz, $3::uuid))
 ORDER BY g.expires_at, g.id
 LIMIT $1
 """
