@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     )
     db_max_conns: int = Field(25, ge=1, le=1000, validation_alias="DB_MAX_CONNS")
     db_min_conns: int = Field(5, ge=0, le=1000, validation_alias="DB_MIN_CONNS")
+    # Pooled connections one tenant may use at once (default: 4/5 of DB_MAX_CONNS, so other
+    # tenants always keep some); a request over it waits up to 2 s, then 503 with Retry-After.
+    db_max_conns_per_tenant: int | None = Field(
+        None, ge=1, le=1000, validation_alias="DB_MAX_CONNS_PER_TENANT"
+    )
     # A statement waiting longer than this for a row lock fails with 503 DB_UNAVAILABLE
     # (Retry-After: 1) instead of holding its request; above PostgreSQL's deadlock_timeout.
     db_lock_timeout: Duration = Field(timedelta(seconds=2), validation_alias="DB_LOCK_TIMEOUT")
@@ -160,6 +165,8 @@ class Settings(BaseSettings):
     def _check_consistency(self) -> Settings:
         if self.db_min_conns > self.db_max_conns:
             raise ValueError("DB_MIN_CONNS must not exceed DB_MAX_CONNS")
+        if (self.db_max_conns_per_tenant or 0) > self.db_max_conns:
+            raise ValueError("DB_MAX_CONNS_PER_TENANT must not exceed DB_MAX_CONNS")
         # Durations that must be positive: 0 would crash start-up (asyncpg refuses a zero
         # command timeout), spin a worker, or mean "no limit" to PostgreSQL.
         for name in ("grace_period_interval", "queue_aging_interval",
@@ -175,6 +182,10 @@ class Settings(BaseSettings):
         if self.shutdown_timeout < timedelta(0):
             raise ValueError("SHUTDOWN_TIMEOUT / SERVER_SHUTDOWN_TIMEOUT must not be negative")
         return self
+
+    @property
+    def tenant_connection_limit(self) -> int:
+        return self.db_max_conns_per_tenant or max(1, self.db_max_conns * 4 // 5)
 
     @property
     def use_embedded_db(self) -> bool:

@@ -21,7 +21,7 @@ from fastapi import Depends, Request
 from starlette.datastructures import Headers
 
 from inbox_allocation.config import Settings
-from inbox_allocation.db.pool import Database
+from inbox_allocation.db.pool import TENANT, Database
 from inbox_allocation.domain.clock import Clock, utc_now
 from inbox_allocation.domain.enums import Role
 from inbox_allocation.domain.errors import (
@@ -99,6 +99,7 @@ def read_identity(headers: Headers) -> Identity:
     if operator_id is None:
         raise OperatorRequired()
     structlog.contextvars.bind_contextvars(tenant_id=str(tenant_id), operator_id=str(operator_id))
+    TENANT.set(tenant_id)  # from here on the request's connections count against its tenant
     return Identity(tenant_id, operator_id)
 
 

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uuid_utils import uuid7
 
 from inbox_allocation.api.responses import error_response
-from inbox_allocation.db.pool import UNAVAILABLE_ERRORS
+from inbox_allocation.db.pool import TENANT, UNAVAILABLE_ERRORS
 from inbox_allocation.logging import get_logger
 from inbox_allocation.observability.metrics import RequestMetrics
 from inbox_allocation.observability.tracing import TRACEPARENT_HEADER, start_request_trace
@@ -75,8 +75,10 @@ class RequestContextMiddleware:
                 headers["traceparent"] = trace.traceparent
             await send(message)
 
-        # Fresh log context per request; dependencies add tenant and operator to it.
+        # Fresh log context per request; dependencies add tenant and operator to it (and
+        # set the tenant its database connections count against).
         structlog.contextvars.clear_contextvars()
+        TENANT.set(None)
         structlog.contextvars.bind_contextvars(
             request_id=request_id, trace_id=trace.trace_id, span_id=trace.span_id
         )

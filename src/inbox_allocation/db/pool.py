@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -119,6 +120,46 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 ACQUIRE_TIMEOUT_SECONDS = 2.0
 
 
+# The tenant whose request is being served (set once its identity headers are read).
+TENANT: ContextVar[UUID | None] = ContextVar("tenant", default=None)
+
+
+class TenantBusy(DatabaseUnavailable):
+    """The tenant already uses its share of the pool: 503 with Retry-After, so one tenant's
+    load (or one operator's expensive requests) cannot take every connection."""
+
+    message = "too many concurrent requests for this tenant, retry later"
+
+
+class TenantSlots:
+    """At most `limit` pooled connections in use per tenant at once; a request over it waits
+    (bounded) for one of its own tenant's connections, never for another tenant's."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._slots: dict[UUID, asyncio.Semaphore] = {}
+        self._users: dict[UUID, int] = {}
+
+    @asynccontextmanager
+    async def hold(self, tenant: UUID, wait_seconds: float) -> AsyncIterator[None]:
+        slots = self._slots.setdefault(tenant, asyncio.Semaphore(self.limit))
+        self._users[tenant] = self._users.get(tenant, 0) + 1
+        try:
+            try:
+                async with asyncio.timeout(wait_seconds):
+                    await slots.acquire()
+            except TimeoutError:
+                raise TenantBusy() from None
+            try:
+                yield
+            finally:
+                slots.release()
+        finally:
+            self._users[tenant] -= 1
+            if not self._users[tenant]:  # nobody holds or waits: forget the tenant
+                del self._users[tenant], self._slots[tenant]
+
+
 class Database:
     """The pool plus the two ways services use it: one statement, or one transaction.
 
@@ -126,11 +167,24 @@ class Database:
     503 DB_UNAVAILABLE instead of a hanging request.
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, max_per_tenant: int | None = None) -> None:
         self.pool = pool
+        self.tenant_slots = TenantSlots(max_per_tenant) if max_per_tenant else None
 
-    def connection(self) -> Any:  # asyncpg's PoolAcquireContext
-        return self.pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS)
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection, waited for at most 2 s in all. While a request of a tenant is
+        being served (TENANT is set), it also takes one of the tenant's slots first."""
+        tenant = TENANT.get()
+        if tenant is None or self.tenant_slots is None:
+            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS) as conn:
+                yield conn
+            return
+        deadline = time.monotonic() + ACQUIRE_TIMEOUT_SECONDS
+        async with self.tenant_slots.hold(tenant, ACQUIRE_TIMEOUT_SECONDS):
+            remaining = max(0.001, deadline - time.monotonic())
+            async with self.pool.acquire(timeout=remaining) as conn:
+                yield conn
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
