@@ -1,6 +1,8 @@
 """Schemathesis over our openapi.yaml: generated, example and stateful requests against a
 real server (own embedded PostgreSQL, seeded). Every operation must answer without a 5xx and
-every response must match the documented schema.
+every response must match the documented schema; and a bounded `schemathesis run --checks
+all` (positive and negative data) finds no request the document allows but the service
+refuses, none it forbids but the service accepts (see tests/schemathesis.toml).
 
 Bounded and reproducible: a fixed number of examples per operation, derandomized (a fixed
 seed). The caller is the Acme ADMIN, so requests get past identity and role checks and reach
@@ -96,3 +98,21 @@ def test_stateful_sequences(base_url: str) -> None:
             suppress_health_check=list(HealthCheck),
         )
     )
+
+
+@pytest.mark.timeout(330)
+def test_every_check_with_positive_and_negative_data(base_url: str) -> None:
+    """The command-line run with every check on: examples, coverage (boundary and
+    schema-violating values) and fuzzing phases, a fixed seed, at most 8 examples per
+    operation and 120 s in all."""
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        "--config-file", str(ROOT / "tests" / "schemathesis.toml"),
+        "run", str(ROOT / "openapi.yaml"), "--url", base_url,
+        "--checks", "all", "--mode", "all", "--phases", "examples,coverage,fuzzing",
+        "--seed", "6238", "--max-examples", "8", "--max-time", "120",
+        "--no-shrink", "--workers", "1",
+        *(arg for name, value in IDENTITY.items() for arg in ("-H", f"{name}: {value}")),
+    ]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout[-20_000:] + run.stderr[-5_000:]

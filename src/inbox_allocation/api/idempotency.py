@@ -30,7 +30,12 @@ MAX_KEY_LENGTH = 255
 # 1 to 255 printable ASCII characters, no space at either end (HTTP strips those anyway, so
 # an all-blank key is an empty one). The same rule is declared in openapi.yaml.
 KEY_PATTERN = re.compile(rb"[\x21-\x7e](?:[\x20-\x7e]{0,%d}[\x21-\x7e])?" % (MAX_KEY_LENGTH - 2))
-KEY_RULE = f"Idempotency-Key: 1 to {MAX_KEY_LENGTH} printable ASCII characters, sent once"
+KEY_RULE = (
+    f"Idempotency-Key: 1 to {MAX_KEY_LENGTH} printable ASCII characters, no surrounding "
+    "spaces, one value"
+)
+# The same rule as a JSON Schema pattern, for openapi.yaml.
+KEY_SCHEMA_PATTERN = f"^[!-~]([ -~]{{0,{MAX_KEY_LENGTH - 2}}}[!-~])?$"
 MAX_PATH_LENGTH = 255  # idempotency_keys.endpoint; longer paths match no route anyway
 MUTATING_METHODS = frozenset({"POST", "PUT", "DELETE"})
 REPLAY_HEADERS = [(b"idempotent-replayed", b"true"), (b"x-idempotency-replay", b"true")]
@@ -80,10 +85,16 @@ def _is_json(body: bytes) -> bool:
 def _key_and_identity(scope: Scope) -> Response | tuple[str, UUID, UUID] | None:
     """The key and the identity to scope it by; a 400 for a bad key; None when the request
     runs without idempotency (no key, or identity headers the route will refuse)."""
-    keys = _values(scope, KEY_HEADERS)
+    # Idempotency-Key wins over the older X-Idempotency-Key when both are sent (each must be
+    # valid); one of them repeated with different values is ambiguous and refused.
+    current, older = _values(scope, (KEY_HEADERS[0],)), _values(scope, (KEY_HEADERS[1],))
+    keys = current or older
     if not keys:
         return None
-    if len(set(keys)) > 1 or not KEY_PATTERN.fullmatch(keys[0]):
+    sent = (current, older)
+    if any(len(set(values)) > 1 for values in sent) or not all(
+        KEY_PATTERN.fullmatch(value) for values in sent for value in values
+    ):
         return error_response(400, "VALIDATION_ERROR", "validation failed", [KEY_RULE])
     tenants = _values(scope, (b"x-tenant-id",))
     operators = _values(scope, (b"x-operator-id",))
