@@ -294,3 +294,15 @@ async def test_terminated_backends_under_retrying_clients(
     assert {row["name"]: row["n"] for row in created} == dict.fromkeys(finals, 1)
     stuck = await db.fetchval("SELECT count(*) FROM idempotency_keys WHERE response_status IS NULL")
     assert stuck == 0
+
+
+async def test_a_405_is_not_stored_so_every_answer_carries_allow(
+    client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    key = headers(ACME_OP4, **{"Idempotency-Key": "wrong-method"})
+    for _ in range(2):
+        response = await client.put("/api/v1/allocate", headers=key)
+        assert response.status_code == 405
+        assert response.headers["Allow"] == "POST"
+        assert "Idempotent-Replayed" not in response.headers
+    assert await _rows(db, "wrong-method") == 0

@@ -80,6 +80,7 @@ CONFLICT_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+# What a transaction whose connection died may raise (InternalClientError: see `_stale`).
 LOST_ERRORS: tuple[type[Exception], ...] = (*DISCONNECT_ERRORS, asyncpg.InternalClientError)
 
 

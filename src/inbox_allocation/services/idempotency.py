@@ -172,7 +172,9 @@ class IdempotencyStore:
     ) -> None:
         """Store a 2xx/4xx result; release a 5xx one (`applied` is stored instead when the
         request's writes committed)."""
-        if status >= 500:
+        if status >= 500 or status == 405:
+            # 405: the method has no route here, nothing ran; its answer carries an Allow
+            # header that a replay (status and body only) would lose.
             await self.release(scope, reservation, applied=applied)
             return
         await _persistently(
