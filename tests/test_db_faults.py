@@ -13,7 +13,7 @@ import contextlib
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -167,14 +167,19 @@ async def test_outage_fails_fast_and_recovers(
 # --- backends killed in the middle of a request ---------------------------------------------
 
 
-async def _backend_waiting_for_lock(db: asyncpg.Pool, fragment: str) -> int:
+async def _backend_waiting_for_lock(
+    db: asyncpg.Pool, fragment: str, exclude: Sequence[int] = ()
+) -> int:
+    """A backend waiting for a lock in a query with `fragment`; never one of `exclude` (a
+    backend just terminated stays listed for a moment)."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         pid = await db.fetchval(
             "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid() LIMIT 1",
-            fragment,
-        )
+            "AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid() "
+            "AND pid <> ALL($2::int[]) LIMIT 1",
+            fragment, list(exclude),
+        )  # fmt: skip
         if pid is not None:
             return int(pid)
         await asyncio.sleep(0.02)
@@ -220,9 +225,11 @@ async def test_transaction_killed_twice_fails_cleanly(
             "/api/v1/deallocate", headers=headers(ACME_MANAGER),
             json={"conversation_id": conversation(5)},
         ))  # fmt: skip
+        killed: list[int] = []
         for _ in range(2):
-            victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
+            victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c", killed)
             await db.execute("SELECT pg_terminate_backend($1)", victim)
+            killed.append(victim)
     response = await request
     assert (response.status_code, response.json()["error"]["code"]) == (503, "DB_UNAVAILABLE")
     row = await db.fetchrow(
