@@ -111,3 +111,28 @@ def test_configured_database_disables_the_embedded_one(
     )
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@elsewhere/db")
     assert load_settings().dsn == "postgresql://u:p@elsewhere/db"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("WRITE_TIMEOUT", "0", "WRITE_TIMEOUT"),
+        ("SERVER_WRITE_TIMEOUT", "0s", "WRITE_TIMEOUT"),
+        ("READ_TIMEOUT", "0", "READ_TIMEOUT"),
+        ("IDLE_TIMEOUT", "0", "IDLE_TIMEOUT"),
+        ("GRACE_PERIOD_DURATION", "0", "GRACE_PERIOD_DURATION"),
+        ("IDEMPOTENCY_TTL", "0", "IDEMPOTENCY_TTL"),
+        ("IDEMPOTENCY_TTL", "30s", "IDEMPOTENCY_TTL"),
+        ("DB_LOCK_TIMEOUT", "0", "DB_LOCK_TIMEOUT"),
+        ("DB_IDLE_IN_TRANSACTION_TIMEOUT", "0", "DB_IDLE_IN_TRANSACTION_TIMEOUT"),
+    ],
+)
+def test_values_that_would_crash_or_disable_a_limit_are_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str, named: str
+) -> None:
+    """WRITE_TIMEOUT=0 used to crash start-up (asyncpg refuses a zero command timeout) and
+    IDEMPOTENCY_TTL=0 was accepted (every reservation counted as expired at once)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=named):
+        load_settings()

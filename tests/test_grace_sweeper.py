@@ -226,3 +226,29 @@ async def test_f11_a_run_goes_past_rows_it_has_to_skip(
     assert (result.processed, result.released) == (1, 1)
     assert await state_of(db, 7) == ("QUEUED", None)
     assert await state_of(db, 5) == ("ALLOCATED", ACME_OP4.lower())
+
+
+async def test_a_batch_of_rows_held_elsewhere_does_not_end_the_run(
+    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    """The oldest expired rows (a full batch) are held by another transaction and skipped;
+    the run goes on past them and releases the later ones (it used to stop at the first
+    batch that processed nothing)."""
+    await go_offline(client, ACME_OP4)  # grace rows for 7…05 and 7…07
+    await expire_all(db)
+    op4 = uuid.UUID(ACME_OP4)
+    await db.execute(
+        "UPDATE grace_period_assignments SET expires_at = expires_at - interval '1 minute' "
+        "WHERE operator_id <> $1", op4,
+    )  # fmt: skip
+    held = await db.fetchval(
+        "SELECT count(*) FROM grace_period_assignments WHERE operator_id <> $1", op4
+    )
+    async with db.acquire() as holder, holder.transaction():
+        await holder.execute(
+            "SELECT 1 FROM grace_period_assignments WHERE operator_id <> $1 FOR UPDATE", op4
+        )
+        result = await sweeper(app, batch_size=held).sweep()
+    assert (result.processed, result.released) == (2, 2)
+    assert await state_of(db, 5) == ("QUEUED", None)
+    assert await state_of(db, 7) == ("QUEUED", None)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
+from inbox_allocation.api.routers import health as health_router
 from inbox_allocation.api.schemas.envelope import Envelope, ErrorEnvelope
 from inbox_allocation.api.schemas.health import Health, Readiness, VersionInfo
+from tests.seed_ids import ACME, ACME_OP4, ACME_OP5, TECHSTART, headers
 
 
 async def test_health_is_liveness_with_informational_db_check(client: httpx.AsyncClient) -> None:
@@ -67,3 +70,39 @@ async def test_oversized_body_is_a_json_413(client: httpx.AsyncClient) -> None:
     response = await client.post("/health", content=b"x" * (1024 * 1024 + 1))
     assert response.status_code == 413
     assert ErrorEnvelope.model_validate(response.json()).error.code == "PAYLOAD_TOO_LARGE"
+
+
+async def test_root_redirects_to_the_documentation(client: httpx.AsyncClient) -> None:
+    response = await client.get("/")
+    assert response.status_code == 307
+    assert response.headers["location"] == "/docs"
+
+
+async def test_health_never_shows_database_error_text(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def failing_ping(_: object, __: float) -> str:
+        return "ConnectionRefusedError: connect to 10.1.2.3:5432 refused"
+
+    monkeypatch.setattr(health_router, "ping", failing_ping)
+    response = await client.get("/health")
+    assert response.status_code == 200
+    database = response.json()["data"]["checks"]["database"]
+    assert database == {"status": "unhealthy", "message": "down"}
+    assert "10.1.2.3" not in response.text
+
+
+async def test_repeated_identity_headers_are_refused(client: httpx.AsyncClient) -> None:
+    for name, first, second in (
+        ("X-Tenant-ID", ACME, TECHSTART),
+        ("X-Operator-ID", ACME_OP4, ACME_OP5),
+        ("X-Operator-ID", ACME_OP4, ACME_OP4),
+    ):
+        raw = [(k, v) for k, v in headers(ACME_OP4).items() if k != name]
+        raw += [(name, first), (name, second)]
+        for method, path in (("GET", "/api/v1/operator/status"), ("POST", "/api/v1/allocate")):
+            response = await client.request(
+                method, path, headers=[*raw, ("Idempotency-Key", f"dup-{name}")]
+            )
+            assert (response.status_code, response.json()["error"]["code"]) == (
+                400, "BAD_REQUEST"), (name, path)  # fmt: skip

@@ -156,6 +156,7 @@ async def test_accepted_uuid_forms_everywhere(client: httpx.AsyncClient, value: 
         " " * 36,
         "g" * 32,
         "00000000-0000-0000-0000-000000000000-",
+        " " + conversation(1),  # surrounding spaces are no part of any accepted form
     ],
 )
 async def test_rejected_uuid_forms(client: httpx.AsyncClient, value: str) -> None:

@@ -162,3 +162,15 @@ async def test_trailing_slash(client: httpx.AsyncClient) -> None:
         "/api/v1/conversations/", headers=headers(ACME_MANAGER), json=message()
     )
     assert response.status_code == 201
+
+
+async def test_timestamps_before_year_1000_keep_four_digit_years(client: httpx.AsyncClient) -> None:
+    """RFC 3339 needs a four-digit year; strftime('%Y') wrote year 45 as "45"."""
+    response = await client.post(
+        "/api/v1/conversations",
+        headers=headers(ACME_MANAGER),
+        json={"inbox_id": INBOX_SALES, "external_conversation_id": "old-one",
+              "customer_phone_number": "+14155550100", "message_at": "0045-01-29T13:31:36.74Z"},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert response.json()["data"]["last_message_at"] == "0045-01-29T13:31:36.74Z"

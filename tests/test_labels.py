@@ -511,3 +511,15 @@ async def test_attachment_body_validation(
 async def test_attach_other_methods_are_not_label_ids(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/labels/attach", headers=as_caller(ACME_ADMIN))
     assert response.status_code == 405
+
+
+async def test_other_methods_on_attach_and_detach_are_405(client: httpx.AsyncClient) -> None:
+    """/labels/attach and /labels/detach are routes of their own, not label ids."""
+    for action in ("attach", "detach"):
+        for method in ("PUT", "DELETE"):
+            response = await client.request(
+                method, f"/api/v1/labels/{action}", headers=as_caller(ACME_ADMIN), json={}
+            )
+            assert (response.status_code, response.json()["error"]["code"]) == (
+                405, "METHOD_NOT_ALLOWED"), (method, action)  # fmt: skip
+            assert response.headers["Allow"] == "POST"

@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings)
-        app.state.db = Database(pool)
+        app.state.db = Database(pool, settings.tenant_connection_limit)
         workers = BackgroundWorkers(app.state.db, settings)
         workers.start()
         # The process's one event listener (GET /api/v1/events readers wait on it).

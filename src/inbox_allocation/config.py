@@ -108,6 +108,18 @@ class Settings(BaseSettings):
     )
     db_max_conns: int = Field(25, ge=1, le=1000, validation_alias="DB_MAX_CONNS")
     db_min_conns: int = Field(5, ge=0, le=1000, validation_alias="DB_MIN_CONNS")
+    # Pooled connections one tenant may use at once (default: 4/5 of DB_MAX_CONNS, so other
+    # tenants always keep some); a request over it waits up to 2 s, then 503 with Retry-After.
+    db_max_conns_per_tenant: int | None = Field(
+        None, ge=1, le=1000, validation_alias="DB_MAX_CONNS_PER_TENANT"
+    )
+    # A statement waiting longer than this for a row lock fails with 503 DB_UNAVAILABLE
+    # (Retry-After: 1) instead of holding its request; above PostgreSQL's deadlock_timeout.
+    db_lock_timeout: Duration = Field(timedelta(seconds=2), validation_alias="DB_LOCK_TIMEOUT")
+    # The server ends a session of the service left idle inside a transaction this long.
+    db_idle_in_transaction_timeout: Duration = Field(
+        timedelta(seconds=5), validation_alias="DB_IDLE_IN_TRANSACTION_TIMEOUT"
+    )
 
     # Embedded default database
     embedded_db_dir: Path | None = Field(None, validation_alias="EMBEDDED_DB_DIR")
@@ -201,11 +213,23 @@ class Settings(BaseSettings):
     def _check_consistency(self) -> Settings:
         if self.db_min_conns > self.db_max_conns:
             raise ValueError("DB_MIN_CONNS must not exceed DB_MAX_CONNS")
+        if (self.db_max_conns_per_tenant or 0) > self.db_max_conns:
+            raise ValueError("DB_MAX_CONNS_PER_TENANT must not exceed DB_MAX_CONNS")
+        # Durations that must be positive: 0 would crash start-up (asyncpg refuses a zero
+        # command timeout), spin a worker, or mean "no limit" to PostgreSQL.
         for name in ("grace_period_interval", "queue_aging_interval",
                      "idempotency_cleanup_interval", "events_retention",
-                     "events_cleanup_interval", "webhook_poll_interval"):  # fmt: skip
+                     "events_cleanup_interval", "webhook_poll_interval", "write_timeout",
+                     "read_timeout", "idle_timeout", "grace_period_duration", "db_lock_timeout",
+                     "db_idle_in_transaction_timeout"):  # fmt: skip
             if getattr(self, name) <= timedelta(0):
-                raise ValueError(f"{name.upper()} must be greater than 0")
+                raise ValueError(f"{' / '.join(_env_names(name))} must be greater than 0")
+        # A key must outlive the longest request that can hold it, or a retry would run a
+        # request twice; under a minute is a typo (e.g. a bare number read as seconds).
+        if self.idempotency_ttl < timedelta(minutes=1):
+            raise ValueError("IDEMPOTENCY_TTL must be at least 1m")
+        if self.shutdown_timeout < timedelta(0):
+            raise ValueError("SHUTDOWN_TIMEOUT / SERVER_SHUTDOWN_TIMEOUT must not be negative")
         if self.auth_mode == "jwt":
             if not self.jwt_issuer or not self.jwt_audience:
                 raise ValueError("AUTH_MODE=jwt needs JWT_ISSUER and JWT_AUDIENCE")
@@ -224,6 +248,10 @@ class Settings(BaseSettings):
     @property
     def cors_origins(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.cors_allowed_origins.split(",") if part.strip())
+
+    @property
+    def tenant_connection_limit(self) -> int:
+        return self.db_max_conns_per_tenant or max(1, self.db_max_conns * 4 // 5)
 
     @property
     def use_embedded_db(self) -> bool:

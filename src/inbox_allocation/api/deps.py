@@ -23,7 +23,7 @@ from fastapi import Depends, Request
 from starlette.datastructures import Headers
 
 from inbox_allocation.config import Settings
-from inbox_allocation.db.pool import Database
+from inbox_allocation.db.pool import TENANT, Database
 from inbox_allocation.domain.clock import Clock, utc_now
 from inbox_allocation.domain.enums import Role
 from inbox_allocation.domain.errors import (
@@ -83,15 +83,25 @@ def _header_uuid(value: str | None, name: str) -> UUID | None:
     return parsed
 
 
+def _single(headers: Headers, name: str) -> str | None:
+    # Sent twice, an identity header is ambiguous (a proxy may append its own value to the
+    # client's, and the parts of the service could each read a different one): refused.
+    values = headers.getlist(name)
+    if len(values) > 1:
+        raise BadRequest(f"{name} must be sent once")
+    return values[0] if values else None
+
+
 def read_identity(headers: Headers) -> Identity:
     """The identity headers, in the contract's check order (no database access)."""
-    tenant_id = _header_uuid(headers.get("x-tenant-id"), "X-Tenant-ID")
-    operator_id = _header_uuid(headers.get("x-operator-id"), "X-Operator-ID")
+    tenant_id = _header_uuid(_single(headers, "X-Tenant-ID"), "X-Tenant-ID")
+    operator_id = _header_uuid(_single(headers, "X-Operator-ID"), "X-Operator-ID")
     if tenant_id is None:
         raise TenantRequired()
     if operator_id is None:
         raise OperatorRequired()
     structlog.contextvars.bind_contextvars(tenant_id=str(tenant_id), operator_id=str(operator_id))
+    TENANT.set(tenant_id)  # from here on the request's connections count against its tenant
     return Identity(tenant_id, operator_id)
 
 

@@ -6,7 +6,9 @@
 - Request validation → 400 `BAD_REQUEST` (unparseable JSON, wrong JSON type, no body) or
   400 `VALIDATION_ERROR` with one `details` entry per failed rule
   (docs/decisions.md#validation-errors).
-- A lost or unreachable database → 503 `DB_UNAVAILABLE`, never a 500 or a hang.
+- A lost or unreachable database, and conditions of the moment (too many connections, a
+  read-only server after a failover, a lock wait past `lock_timeout`, a deadlock that failed
+  again after its retry) → 503 `DB_UNAVAILABLE` with `Retry-After: 1`, never a 500 or a hang.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from starlette.responses import Response
 from inbox_allocation.api import deps
 from inbox_allocation.api.responses import error_response
 from inbox_allocation.api.schemas.envelope import ErrorEnvelope
-from inbox_allocation.db.pool import CONNECTION_ERRORS
+from inbox_allocation.db.pool import UNAVAILABLE_ERRORS
 from inbox_allocation.domain.errors import (
     ApiError,
     BadRequest,
@@ -72,6 +74,10 @@ def validation_error_to_api_error(errors: list[dict[str, Any]]) -> ApiError:
     return ValidationFailed(details=[_describe(error) for error in errors])
 
 
+# Every 503 tells the client when to try again.
+RETRY_AFTER = {"Retry-After": "1"}
+
+
 def _challenge(request: Request, status: int) -> dict[str, str] | None:
     """With bearer credentials (AUTH_MODE token or jwt) every 401 names the scheme."""
     if status == 401 and request.app.state.settings.auth_mode != "headers":
@@ -79,11 +85,15 @@ def _challenge(request: Request, status: int) -> dict[str, str] | None:
     return None
 
 
+def render_api_error(exc: ApiError, headers: dict[str, str] | None = None) -> Response:
+    if exc.status == 503:
+        headers = RETRY_AFTER
+    return error_response(exc.status, exc.code, exc.message, exc.details, headers=headers)
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(
-        exc.status, exc.code, exc.message, exc.details, headers=_challenge(request, exc.status)
-    )
+    return render_api_error(exc, _challenge(request, exc.status))
 
 
 async def _request_validation(request: Request, exc: Exception) -> Response:
@@ -176,8 +186,7 @@ _outage_log = _OutageLog()
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
     _outage_log.warn(exc)
-    error = DatabaseUnavailable()
-    return error_response(error.status, error.code, error.message, headers={"Retry-After": "1"})
+    return render_api_error(DatabaseUnavailable())
 
 
 async def _data_exception(_: Request, exc: Exception) -> Response:
@@ -200,7 +209,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(asyncpg.DataError, _data_exception)
     app.add_exception_handler(asyncpg.IntegrityConstraintViolationError, _integrity_violation)
-    for exc_type in CONNECTION_ERRORS:
+    for exc_type in UNAVAILABLE_ERRORS:
         app.add_exception_handler(exc_type, _database_unavailable)
 
 

@@ -7,11 +7,19 @@ the storage live in `services.idempotency`.
 
 from __future__ import annotations
 
+import asyncio
+import re
+from uuid import UUID
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inbox_allocation.api.responses import JSON_MEDIA_TYPE, error_response
-from inbox_allocation.db.pool import CONNECTION_ERRORS
-from inbox_allocation.domain.errors import ApiError, DatabaseUnavailable
+from inbox_allocation.api.errors import render_api_error
+from inbox_allocation.api.responses import JSON_MEDIA_TYPE, dumps, error_body, error_response
+from inbox_allocation.db.pool import RESERVATION, UNAVAILABLE_ERRORS
+from inbox_allocation.domain.errors import ApiError, DatabaseUnavailable, PayloadTooLarge
 from inbox_allocation.domain.ids import parse_uuid
 from inbox_allocation.logging import get_logger
 from inbox_allocation.observability.metrics import record_idempotent_replay
@@ -19,9 +27,26 @@ from inbox_allocation.services import idempotency as service
 
 KEY_HEADERS = (b"idempotency-key", b"x-idempotency-key")
 MAX_KEY_LENGTH = 255
+# 1 to 255 printable ASCII characters, no space at either end (HTTP strips those anyway, so
+# an all-blank key is an empty one). The same rule is declared in openapi.yaml.
+KEY_PATTERN = re.compile(rb"[\x21-\x7e](?:[\x20-\x7e]{0,%d}[\x21-\x7e])?" % (MAX_KEY_LENGTH - 2))
+KEY_RULE = (
+    f"Idempotency-Key: 1 to {MAX_KEY_LENGTH} printable ASCII characters, no surrounding "
+    "spaces, one value"
+)
+# The same rule as a JSON Schema pattern, for openapi.yaml.
+KEY_SCHEMA_PATTERN = f"^[!-~]([ -~]{{0,{MAX_KEY_LENGTH - 2}}}[!-~])?$"
 MAX_PATH_LENGTH = 255  # idempotency_keys.endpoint; longer paths match no route anyway
 MUTATING_METHODS = frozenset({"POST", "PUT", "DELETE"})
 REPLAY_HEADERS = [(b"idempotent-replayed", b"true"), (b"x-idempotency-replay", b"true")]
+# Stored for the retries of a request whose writes committed but which failed before it could
+# answer (e.g. the COMMIT's reply was lost): running it again would apply it twice.
+APPLIED_RESPONSE_LOST = (
+    409,
+    "CONFLICT",
+    "the request with this idempotency key was applied, but its response was lost; "
+    "read the current state instead of retrying",
+)
 
 log = get_logger(__name__)
 
@@ -36,23 +61,70 @@ def _issues_a_secret(scope: Scope) -> bool:
     return path.endswith("/tokens") or path.rstrip("/") == "/api/v1/webhooks"
 
 
-def _headers(scope: Scope) -> dict[bytes, bytes]:
-    return dict(scope["headers"])
+def _values(scope: Scope, names: tuple[bytes, ...]) -> list[bytes]:
+    return [value for name, value in scope["headers"] if name in names]
+
+
+class _BodyRefused(Exception):
+    """The client went away before its body was complete."""
 
 
 async def _read_body(receive: Receive) -> bytes:
+    """The whole request body. Raises `_BodyRefused` when the client disconnects first, and
+    the body-size limit's HTTPException(413) when it is too large."""
     chunks = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            raise _BodyRefused()
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)
+
+
+def _is_json(body: bytes) -> bool:
+    if not body:
+        return True  # routes without a body
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _key_and_identity(scope: Scope) -> Response | tuple[str, UUID, UUID] | None:
+    """The key and the identity to scope it by; a 400 for a bad key; None when the request
+    runs without idempotency (no key, or identity headers the route will refuse)."""
+    # Idempotency-Key wins over the older X-Idempotency-Key when both are sent (each must be
+    # valid); one of them repeated with different values is ambiguous and refused.
+    current, older = _values(scope, (KEY_HEADERS[0],)), _values(scope, (KEY_HEADERS[1],))
+    keys = current or older
+    if not keys:
+        return None
+    sent = (current, older)
+    if any(len(set(values)) > 1 for values in sent) or not all(
+        KEY_PATTERN.fullmatch(value) for values in sent for value in values
+    ):
+        return error_response(400, "VALIDATION_ERROR", "validation failed", [KEY_RULE])
+    tenants = _values(scope, (b"x-tenant-id",))
+    operators = _values(scope, (b"x-operator-id",))
+    if len(tenants) != 1 or len(operators) != 1:
+        return None  # missing or repeated: the route answers 400
+    tenant_id = parse_uuid(tenants[0].decode("latin-1"))
+    operator_id = parse_uuid(operators[0].decode("latin-1"))
+    if tenant_id is None or operator_id is None:
+        return None  # the route's identity check answers 400
+    return keys[0].decode("ascii"), tenant_id, operator_id
 
 
 class IdempotencyMiddleware:
+    """Reserve the key, run the request once, store its answer, replay it to retries.
+
+    Nothing is reserved for a request that is refused before it runs: a body over the size
+    limit (413), a client that disconnects mid-upload, a body that is not JSON (the route
+    answers 400), missing, malformed or repeated identity headers (the route answers 400).
+    """
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -66,43 +138,26 @@ class IdempotencyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        headers = _headers(scope)
-        raw_key = next((headers[name] for name in KEY_HEADERS if headers.get(name)), None)
-        if raw_key is None:
+        checked = _key_and_identity(scope)
+        if isinstance(checked, Response):
+            await checked(scope, receive, send)
+        elif checked is None:
             await self.app(scope, receive, send)
-            return
-        key = raw_key.decode("latin-1")
-        if len(key) > MAX_KEY_LENGTH or not key.isprintable():
-            response = error_response(
-                400, "VALIDATION_ERROR", "validation failed",
-                [f"Idempotency-Key: 1 to {MAX_KEY_LENGTH} printable characters"],
-            )  # fmt: skip
-            await response(scope, receive, send)
-            return
-        tenant_id = parse_uuid(headers.get(b"x-tenant-id", b"").decode("latin-1"))
-        operator_id = parse_uuid(headers.get(b"x-operator-id", b"").decode("latin-1"))
-        if tenant_id is None or operator_id is None:
-            # The route's identity check answers (400/401); nothing to remember.
-            await self.app(scope, receive, send)
-            return
+        else:
+            await self._with_key(scope, receive, send, checked)
 
-        body = await _read_body(receive)
-        key_scope = service.Scope(tenant_id, operator_id, scope["method"], scope["path"], key)
-        request_hash = service.fingerprint(
-            scope["method"], scope["path"], scope["query_string"].decode("latin-1"), body
-        )
-        store = service.IdempotencyStore(
-            scope["app"].state.db, scope["app"].state.settings.idempotency_ttl
-        )
+    async def _with_key(
+        self, scope: Scope, receive: Receive, send: Send, checked: tuple[str, UUID, UUID]
+    ) -> None:
+        key, tenant_id, operator_id = checked
         try:
-            outcome = await store.begin(key_scope, request_hash)
-        except ApiError as error:
-            await error_response(error.status, error.code, error.message)(scope, receive, send)
-            return
-        except CONNECTION_ERRORS:
-            unavailable = DatabaseUnavailable()
-            response = error_response(unavailable.status, unavailable.code, unavailable.message)
-            await response(scope, receive, send)
+            body = await _read_body(receive)
+        except _BodyRefused:
+            return  # nobody is left to answer
+        except HTTPException as exc:
+            if exc.status_code != 413:
+                raise
+            await render_api_error(PayloadTooLarge())(scope, receive, send)
             return
 
         body_sent = False
@@ -113,6 +168,26 @@ class IdempotencyMiddleware:
                 return {"type": "http.disconnect"}
             body_sent = True
             return {"type": "http.request", "body": body, "more_body": False}
+
+        if not _is_json(body):
+            await self.app(scope, replay_body, send)  # answered 400 BAD_REQUEST, not stored
+            return
+
+        key_scope = service.Scope(tenant_id, operator_id, scope["method"], scope["path"], key)
+        request_hash = service.fingerprint(
+            scope["method"], scope["path"], scope["query_string"].decode("latin-1"), body
+        )
+        store = service.IdempotencyStore(
+            scope["app"].state.db, scope["app"].state.settings.idempotency_ttl
+        )
+        try:
+            outcome = await store.begin(key_scope, request_hash)
+        except ApiError as error:
+            await render_api_error(error)(scope, receive, send)
+            return
+        except UNAVAILABLE_ERRORS:
+            await render_api_error(DatabaseUnavailable())(scope, receive, send)
+            return
 
         if outcome is None:
             await self.app(scope, replay_body, send)
@@ -145,28 +220,40 @@ class IdempotencyMiddleware:
                 chunks.append(message.get("body", b""))
             await send(message)
 
+        status_code, code, message = APPLIED_RESPONSE_LOST
+        applied = (status_code, dumps(error_body(code, message)))
+        # Started before RESERVATION is set: the heartbeat is bookkeeping, not the request.
+        heartbeat = asyncio.create_task(store.heartbeat(key_scope, reservation))
+        token = RESERVATION.set((key_scope.tenant_id, reservation.row_id))
         try:
             await self.app(scope, receive, capture)
         except BaseException:
-            await self._forget(store, key_scope, reservation)
+            status = 500
             raise
-        try:
-            await store.complete(key_scope, reservation, status, b"".join(chunks))
-        except CONNECTION_ERRORS as exc:
-            # The response is already sent; the unfinished reservation is taken over by a
-            # retry once it is considered abandoned.
-            log.warning("could not store an idempotent response", error=str(exc))
+        finally:
+            RESERVATION.reset(token)
+            heartbeat.cancel()
+            # Shielded: a cancelled request still settles its key before it goes.
+            settle = self._settle(store, key_scope, reservation, status=status,
+                                  body=b"".join(chunks), applied=applied)  # fmt: skip
+            await asyncio.shield(settle)
 
     @staticmethod
-    async def _forget(
+    async def _settle(
         store: service.IdempotencyStore,
         key_scope: service.Scope,
         reservation: service.Reservation,
+        *,
+        status: int,
+        body: bytes,
+        applied: tuple[int, bytes],
     ) -> None:
         try:
-            await store.release(key_scope, reservation)
-        except CONNECTION_ERRORS as exc:
-            log.warning("could not release an idempotency reservation", error=str(exc))
+            await store.complete(key_scope, reservation, status, body, applied=applied)
+        except service.UNAVAILABLE as exc:
+            # The database stayed unreachable for every attempt; a retry takes the
+            # reservation over once its heartbeat is stale.
+            log.warning("could not settle an idempotency key", status=status, error=str(exc))
 
     @staticmethod
     async def _replay(stored: service.StoredResponse, send: Send) -> None:

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uuid_utils import uuid7
 
 from inbox_allocation.api.responses import error_response
-from inbox_allocation.db.pool import CONNECTION_ERRORS
+from inbox_allocation.db.pool import TENANT, UNAVAILABLE_ERRORS
 from inbox_allocation.logging import get_logger
 from inbox_allocation.observability.metrics import RequestMetrics
 from inbox_allocation.observability.tracing import TRACEPARENT_HEADER, start_request_trace
@@ -76,19 +76,24 @@ class RequestContextMiddleware:
                 headers["traceparent"] = trace.traceparent
             await send(message)
 
-        # Fresh log context per request; dependencies add tenant and operator to it.
+        # Fresh log context per request; dependencies add tenant and operator to it (and
+        # set the tenant its database connections count against).
         structlog.contextvars.clear_contextvars()
+        TENANT.set(None)
         structlog.contextvars.bind_contextvars(
             request_id=request_id, trace_id=trace.trace_id, span_id=trace.span_id
         )
         try:
             await self.app(scope, receive, send_with_id)
-        except CONNECTION_ERRORS as exc:
+        except UNAVAILABLE_ERRORS as exc:
             # A database failure outside the routes' handlers (e.g. in a middleware).
             log.warning("database unavailable", error=f"{type(exc).__name__}: {exc}")
             if response_started:
                 raise
-            response = error_response(503, "DB_UNAVAILABLE", "database unavailable, retry later")
+            response = error_response(
+                503, "DB_UNAVAILABLE", "database unavailable, retry later",
+                headers={"Retry-After": "1"},
+            )  # fmt: skip
             await response(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled error", method=scope["method"], path=scope["path"])

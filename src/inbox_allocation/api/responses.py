@@ -21,7 +21,8 @@ JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 def format_timestamp(value: datetime) -> str:
     """RFC 3339 UTC; microseconds trimmed of trailing zeros (docs/decisions.md#timestamps)."""
     value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    # The year always has four digits (strftime's %Y drops leading zeros before year 1000).
+    text = f"{value.year:04d}" + value.strftime("-%m-%dT%H:%M:%S")
     if value.microsecond:
         text += f".{value.microsecond:06d}".rstrip("0")
     return text + "Z"

@@ -21,7 +21,7 @@ NIL_UUID = UUID(int=0)
 
 def parse_uuid(text: str) -> UUID | None:
     """The UUID written in `text`, or None when it is not one of the accepted forms."""
-    match = _UUID_FORMS.fullmatch(text.strip())
+    match = _UUID_FORMS.fullmatch(text)  # no surrounding spaces: they are not part of any form
     if match is None:
         return None
     return UUID(next(group for group in match.groups() if group))

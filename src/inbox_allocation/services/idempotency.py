@@ -7,7 +7,14 @@ replicas.
   result; past that, 409 IDEMPOTENCY_KEY_IN_PROGRESS. Exactly one execution per key.
 - The same key with a different request (method, path, query or canonical JSON body) is
   refused with 422 IDEMPOTENCY_KEY_REUSED.
-- A 5xx is not stored (the reservation is released) so the client can retry.
+- A 5xx is not stored (the reservation is released) so the client can retry — unless the
+  request's writes committed before it failed (the reservation is marked `executed` in the
+  same transaction as the writes): it must not run twice, so its retries get the stored
+  "applied, response lost" answer.
+- The owner refreshes its reservation's heartbeat while it runs; only a reservation whose
+  heartbeat stopped (its process died) is taken over, however long its request runs.
+- Reserving, storing and releasing are retried on a fresh connection when the database drops
+  one, so an attempt that lost its connection frees its key at once for the client's retry.
 """
 
 from __future__ import annotations
@@ -15,22 +22,54 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 from uuid import UUID
 
 import orjson
 from uuid_utils.compat import uuid7
 
-from inbox_allocation.db.pool import Database
-from inbox_allocation.domain.errors import IdempotencyKeyInProgress, IdempotencyKeyReused
+from inbox_allocation.db.pool import UNAVAILABLE_ERRORS, Database
+from inbox_allocation.domain.errors import (
+    DatabaseUnavailable,
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+)
+from inbox_allocation.logging import get_logger
 from inbox_allocation.sql import idempotency as sql
 from inbox_allocation.sql import maintenance
 
+log = get_logger(__name__)
+
 WAIT_FOR_FIRST_SECONDS = 10.0
-# An unfinished reservation older than this is considered abandoned (its process died).
-ABANDONED_AFTER_SECONDS = 60.0
+# The owner of a reservation refreshes it this often while its request runs; a reservation
+# not refreshed for ABANDONED_AFTER_SECONDS belongs to a process that stopped.
+HEARTBEAT_SECONDS = 5.0
+ABANDONED_AFTER_SECONDS = 30.0
 CLEANUP_BATCH = 5_000
+# Bookkeeping statements (reserve clean-up, store, release) are tried this many times, a
+# fresh connection each time, within about a second: the database dropping one connection
+# must not leave a key reserved by an attempt that is gone.
+BOOKKEEPING_ATTEMPTS = 3
+BOOKKEEPING_BACKOFF_SECONDS = (0.1, 0.4)
+
+# A database that dropped the connection or refused the statement for the moment.
+UNAVAILABLE: tuple[type[Exception], ...] = (*UNAVAILABLE_ERRORS, DatabaseUnavailable)
+
+T = TypeVar("T")
+
+
+async def _persistently(operation: Callable[[], Awaitable[T]]) -> T:
+    for attempt in range(BOOKKEEPING_ATTEMPTS):
+        try:
+            return await operation()
+        except UNAVAILABLE:
+            if attempt == BOOKKEEPING_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(BOOKKEEPING_BACKOFF_SECONDS[attempt])
+    raise AssertionError("unreachable")
 
 
 def fingerprint(method: str, path: str, query: str, body: bytes) -> str:
@@ -80,10 +119,17 @@ class IdempotencyStore:
         deadline = time.monotonic() + WAIT_FOR_FIRST_SECONDS
         delay = 0.005
         while True:
-            reserved_id = await self.db.fetchval(
-                sql.RESERVE, scope.tenant_id, scope.operator_id, scope.method, scope.path,
-                scope.key, request_hash, self.ttl, uuid7(),
-            )  # fmt: skip
+            row_id = uuid7()
+            try:
+                reserved_id = await self.db.fetchval(
+                    sql.RESERVE, scope.tenant_id, scope.operator_id, scope.method, scope.path,
+                    scope.key, request_hash, self.ttl, row_id,
+                )  # fmt: skip
+            except UNAVAILABLE:
+                # The reservation may have been committed before the connection was lost:
+                # never leave it behind for the client's retry to wait on.
+                await self._release_quietly(scope, Reservation(row_id))
+                raise
             if reserved_id is not None:
                 return Reservation(reserved_id)
             existing = await self.db.fetchrow(
@@ -108,16 +154,50 @@ class IdempotencyStore:
             await asyncio.sleep(delay)  # the first request is still running
             delay = min(delay * 2, 0.1)
 
-    async def complete(
-        self, scope: Scope, reservation: Reservation, status: int, body: bytes
-    ) -> None:
-        if status >= 500:
-            await self.release(scope, reservation)
-            return
-        await self.db.execute(sql.STORE_RESULT, scope.tenant_id, reservation.row_id, status, body)
+    async def heartbeat(self, scope: Scope, reservation: Reservation) -> None:
+        """Refresh the reservation every HEARTBEAT_SECONDS until cancelled."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self.db.execute(sql.HEARTBEAT, scope.tenant_id, reservation.row_id)
+            except UNAVAILABLE as exc:
+                log.warning("could not refresh an idempotency reservation", error=str(exc))
 
-    async def release(self, scope: Scope, reservation: Reservation) -> None:
-        await self.db.execute(sql.RELEASE, scope.tenant_id, reservation.row_id)
+    async def complete(
+        self,
+        scope: Scope,
+        reservation: Reservation,
+        status: int,
+        body: bytes,
+        *,
+        applied: tuple[int, bytes],
+    ) -> None:
+        """Store a 2xx/4xx result; release a 5xx one (`applied` is stored instead when the
+        request's writes committed)."""
+        if status >= 500 or status == 405:
+            # 405: the method has no route here, nothing ran; its answer carries an Allow
+            # header that a replay (status and body only) would lose.
+            await self.release(scope, reservation, applied=applied)
+            return
+        await _persistently(
+            lambda: self.db.execute(
+                sql.STORE_RESULT, scope.tenant_id, reservation.row_id, status, body
+            )
+        )
+
+    async def release(
+        self, scope: Scope, reservation: Reservation, *, applied: tuple[int, bytes] | None = None
+    ) -> None:
+        status, body = applied if applied is not None else (None, None)
+        await _persistently(
+            lambda: self.db.execute(sql.RELEASE, scope.tenant_id, reservation.row_id, status, body)
+        )
+
+    async def _release_quietly(self, scope: Scope, reservation: Reservation) -> None:
+        try:
+            await self.release(scope, reservation)
+        except UNAVAILABLE as exc:
+            log.warning("could not release an idempotency reservation", error=str(exc))
 
     async def delete_expired(self) -> int:
         """Cleanup worker: remove every expired key, tenant by tenant, a bounded batch at a

@@ -28,12 +28,12 @@ SELECT EXISTS (SELECT 1 FROM operators o WHERE o.tenant_id = $1 AND o.id = $2)
 """
 
 # The row that holds the key (another request's reservation or stored result).
-# $1 tenant_id, $2 operator_id, $3 method, $4 path, $5 key, $6 seconds after which an
-# unfinished reservation is considered abandoned (its owner died)
+# $1 tenant_id, $2 operator_id, $3 method, $4 path, $5 key, $6 seconds without a heartbeat
+# after which an unfinished reservation is considered abandoned (its owner stopped)
 FIND = """
 SELECT id, request_hash, response_status, response_body,
        expires_at <= now() AS expired,
-       response_status IS NULL AND created_at < now() - make_interval(secs => $6) AS abandoned
+       response_status IS NULL AND heartbeat_at < now() - make_interval(secs => $6) AS abandoned
 FROM idempotency_keys
 WHERE tenant_id = $1 AND operator_id = $2 AND method = $3 AND endpoint = $4 AND key = $5
 """
@@ -44,7 +44,24 @@ FORGET_STALE = """
 DELETE FROM idempotency_keys
 WHERE tenant_id = $1 AND id = $2
   AND (expires_at <= now()
-       OR (response_status IS NULL AND created_at < now() - make_interval(secs => $3)))
+       OR (response_status IS NULL AND heartbeat_at < now() - make_interval(secs => $3)))
+"""
+
+# The owner is still running.
+# $1 tenant_id, $2 row id
+HEARTBEAT = """
+UPDATE idempotency_keys SET heartbeat_at = now()
+WHERE tenant_id = $1 AND id = $2 AND response_status IS NULL
+"""
+
+# Last statement of every transaction of a request that holds a reservation: marks it
+# executed if, and only if, the transaction wrote something (it then has a transaction id),
+# and commits or rolls back with those writes.
+# $1 tenant_id, $2 row id
+MARK_EXECUTED = """
+UPDATE idempotency_keys SET executed = true
+WHERE tenant_id = $1 AND id = $2 AND NOT executed
+  AND pg_current_xact_id_if_assigned() IS NOT NULL
 """
 
 # $1 tenant_id, $2 row id, $3 status, $4 body bytes
@@ -54,10 +71,19 @@ SET response_status = $3, response_body = $4
 WHERE tenant_id = $1 AND id = $2
 """
 
-# A 5xx (or a crash) is not stored: the client may retry and run it again.
-# $1 tenant_id, $2 row id
+# A 5xx (or a crash) is not stored: the client may retry and run it again — unless the
+# request's writes committed (`executed`), which must never run twice: then the given
+# "applied, response lost" answer is stored for its retries instead.
+# $1 tenant_id, $2 row id, $3 status and $4 body stored when executed
 RELEASE = """
-DELETE FROM idempotency_keys WHERE tenant_id = $1 AND id = $2 AND response_status IS NULL
+WITH released AS (
+    DELETE FROM idempotency_keys
+    WHERE tenant_id = $1 AND id = $2 AND response_status IS NULL AND NOT executed
+    RETURNING id
+)
+UPDATE idempotency_keys SET response_status = $3, response_body = $4
+WHERE tenant_id = $1 AND id = $2 AND response_status IS NULL AND executed
+  AND NOT EXISTS (SELECT 1 FROM released)
 """
 
 # Cleanup worker: one tenant per statement, in bounded batches so no long-held locks.

@@ -2,6 +2,7 @@
 
 - `GET /api/openapi.yaml`: the document generated from the app (`api.openapi`, the same
   text `make openapi` writes), rendered once per app and kept on `app.state`.
+- `GET /`: 307 to `/docs`.
 - `GET /docs`: Swagger UI pointed at it. Its JavaScript and CSS come from the
   `fastapi-swagger` wheel and are served by `GET /docs/assets/{name}`, so the page works
   with no internet (the original loaded them from a CDN).
@@ -19,7 +20,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from inbox_allocation.api.openapi import openapi_document, render_yaml
 from inbox_allocation.domain.errors import NotFound
@@ -89,6 +90,12 @@ def openapi_yaml(request: Request) -> str:
 @router.get(OPENAPI_YAML_PATH)
 async def get_openapi_yaml(request: Request) -> Response:
     return Response(openapi_yaml(request), media_type=YAML_MEDIA_TYPE)
+
+
+@router.get("/")
+async def root(request: Request) -> Response:
+    """The service's front page is its documentation."""
+    return RedirectResponse(str(request.scope.get("root_path", "")) + DOCS_PATH, 307)
 
 
 @router.get(DOCS_PATH)

@@ -16,6 +16,9 @@ from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.api.schemas.health import Health, Readiness, VersionInfo
 from inbox_allocation.config import Settings
 from inbox_allocation.db.pool import ping
+from inbox_allocation.logging import get_logger
+
+log = get_logger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -26,11 +29,15 @@ READY_DB_TIMEOUT_SECONDS = 3.0
 @router.get("/health", response_model=Envelope[Health], summary="Liveness probe")
 async def health(request: Request) -> Response:
     """200 whenever the process serves requests; the database check is informational, so a
-    blinking database never makes Kubernetes restart a healthy process."""
+    blinking database never makes Kubernetes restart a healthy process. It says only up or
+    down: the reason (host, port, driver message) goes to the log, never to an
+    unauthenticated caller."""
     problem = await ping(request.app.state.db.pool, HEALTH_DB_TIMEOUT_SECONDS)
+    if problem:
+        log.warning("health check: database down", reason=problem)
     database = {
         "status": "unhealthy" if problem else "healthy",
-        "message": problem or "database answered",
+        "message": "down" if problem else "up",
     }
     return ok({"status": "healthy", "checks": {"database": database}, "timestamp": now_timestamp()})
 

@@ -12,6 +12,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Path, Query, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from inbox_allocation.api.deps import CallerDep, db_of
@@ -40,6 +41,10 @@ ServiceDep = Annotated[LabelService, Depends(label_service)]
 async def label_id_path(
     id: Annotated[str, Path(description="Label UUID", examples=[SEED_LABEL])],
 ) -> UUID:
+    if id in ("attach", "detach"):
+        # /labels/attach and /labels/detach are routes of their own (POST only): another
+        # method on them is 405, not a malformed label id.
+        raise StarletteHTTPException(405, headers={"Allow": "POST"})
     return parse_id(id, "label id", InvalidPath)
 
 

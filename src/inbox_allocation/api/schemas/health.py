@@ -11,7 +11,8 @@ class DatabaseCheck(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["healthy", "unhealthy"]
-    message: str
+    # Only whether the database answered; never its error text.
+    message: Literal["up", "down"]
 
 
 class HealthChecks(BaseModel):
