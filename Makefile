@@ -16,7 +16,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CLI := $(BIN)/inbox-allocation
 
-.PHONY: help setup db-up db-down migrate-up migrate-down seed build run test lint format \
+.PHONY: help setup db-up db-down migrate-up migrate-down seed build run test test-citus lint format \
         openapi docs-check bench stress clean
 
 help: ## Show this help
@@ -58,6 +58,10 @@ run: $(STAMP) ## Run the service on http://localhost:8080 (starts the embedded d
 
 test: $(STAMP) ## Run the test suite (starts its own PostgreSQL)
 	@$(BIN)/pytest $(PYTEST_ARGS)
+
+test-citus: $(STAMP) ## Run the test suite on a Citus cluster (coordinator + 2 workers; builds Citus once)
+	@$(BIN)/python -m inbox_allocation.db.citus_build >/dev/null
+	@TEST_DB_ENGINE=citus $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check, ruff format --check, mypy (strict)
 	@$(BIN)/ruff check .
