@@ -1,9 +1,10 @@
 """The stress harness's short profile (`make test`): the service with 2 worker processes on
 its own PostgreSQL, 64 concurrent operators for ~15 s, then the invariant checker.
 
-Runs `python -m stress.run --profile short` as a subprocess (it starts its own database and
-service, ~35 s in all) and asserts on the JSON report it writes. The printed report is shown
-with `pytest -s` and is kept, with the event log, in the test's temporary directory.
+Runs `python -m stress.run --profile short` as a subprocess (it starts its own database, a
+Citus cluster under `make test-citus`, and service, ~35 s in all) and asserts on the JSON
+report it writes. The printed report is shown with `pytest -s` and is kept, with the event
+log, in the test's temporary directory.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE_ACTIONS = ("ingest_new", "allocate", "claim", "resolve", "status_offline", "status_available")
 
 
-def test_short_stress_profile_holds_every_invariant(tmp_path: Path) -> None:
+def test_short_stress_profile_holds_every_invariant(tmp_path: Path, db_engine: str) -> None:
     report_path = tmp_path / "report.json"
+    # On the suite's engine: `make test-citus` runs it on a Citus cluster of its own.
     result = subprocess.run(
-        [sys.executable, "-m", "stress.run", "--profile", "short",
+        [sys.executable, "-m", "stress.run", "--profile", "short", "--engine", db_engine,
          "--run-dir", str(tmp_path / "run"), "--report-json", str(report_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=115, check=False,
     )  # fmt: skip
