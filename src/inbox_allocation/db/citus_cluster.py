@@ -112,9 +112,9 @@ class CitusCluster:
             fsync=self.fsync,
             settings={
                 **install.server_settings(),
-                # The migrations' triggers (e.g. the conversations' priority key) run on the
-                # shards; Citus only accepts triggers on distributed tables with this on.
-                "citus.enable_unsafe_triggers": "on",
+                # Shards per table the migrations create (Citus's default is 32). Nothing
+                # else is set cluster-wide: what the schema needs (e.g. accepting triggers
+                # on distributed tables) the migrations set for their own session.
                 "citus.shard_count": str(self.shard_count),
                 **self.settings,
             },
