@@ -124,11 +124,13 @@ SELECT ('b3000000-0000-4000-8000-' || lpad(t::text, 12, '0'))::uuid,
        ('b0000000-0000-4000-8000-' || lpad(t::text, 12, '0'))::uuid, 'MANAGER'::operator_role
 FROM generate_series(1, {TENANTS}) AS t;
 
-INSERT INTO operator_status (operator_id, status)
-SELECT id, 'AVAILABLE' FROM operators;
+INSERT INTO operator_status (tenant_id, operator_id, status)
+SELECT tenant_id, id, 'AVAILABLE' FROM operators;
 
-INSERT INTO operator_inbox_subscriptions (operator_id, inbox_id)
-SELECT ('b2000000-0000-4000-8000-' || lpad(k::text, 12, '0'))::uuid,
+INSERT INTO operator_inbox_subscriptions (tenant_id, operator_id, inbox_id)
+SELECT ('b0000000-0000-4000-8000-' || lpad(((k - 1) / {OPERATORS_PER_TENANT} + 1)::text, 12,
+                                          '0'))::uuid,
+       ('b2000000-0000-4000-8000-' || lpad(k::text, 12, '0'))::uuid,
        ('b1000000-0000-4000-8000-' || lpad(
            (((k - 1) / {OPERATORS_PER_TENANT}) * {INBOXES_PER_TENANT}
             + ((k - 1) % {OPERATORS_PER_TENANT} + m * 7) % {INBOXES_PER_TENANT} + 1)::text,

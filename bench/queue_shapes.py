@@ -47,8 +47,10 @@ SETUP: list[tuple[str, tuple[uuid.UUID, ...]]] = [
     ("INSERT INTO inboxes (id, tenant_id, phone_number, display_name) "
      "VALUES ($1, $2, '+15550000001', 'deep')", (INBOX, TENANT)),
     ("INSERT INTO operators (id, tenant_id) VALUES ($1, $2)", (OPERATOR, TENANT)),
-    ("INSERT INTO operator_status (operator_id, status) VALUES ($1, 'AVAILABLE')", (OPERATOR,)),
-    ("INSERT INTO operator_inbox_subscriptions (operator_id, inbox_id) VALUES ($1, $2)",
+    ("INSERT INTO operator_status (tenant_id, operator_id, status) "
+            "SELECT tenant_id, id, 'AVAILABLE' FROM operators WHERE id = $1", (OPERATOR,)),
+    ("INSERT INTO operator_inbox_subscriptions (tenant_id, operator_id, inbox_id) "
+            "SELECT tenant_id, id, $2 FROM operators WHERE id = $1",
      (OPERATOR, INBOX)),
 ]  # fmt: skip
 

@@ -50,13 +50,14 @@ async def provision(conn: asyncpg.Connection, world: World) -> None:
                 [(op.id, tenant.id, op.role, op.max_concurrent) for op in tenant.operators],
             )
             await conn.executemany(
-                "INSERT INTO operator_status (operator_id, status) "
-                "VALUES ($1, $2::operator_status_type)",
-                [(op.id, op.initial_status) for op in tenant.operators],
+                "INSERT INTO operator_status (tenant_id, operator_id, status) "
+                "VALUES ($1, $2, $3::operator_status_type)",
+                [(tenant.id, op.id, op.initial_status) for op in tenant.operators],
             )
             await conn.executemany(
-                "INSERT INTO operator_inbox_subscriptions (operator_id, inbox_id) VALUES ($1, $2)",
-                [(op.id, inbox) for op in tenant.operators for inbox in op.inboxes],
+                "INSERT INTO operator_inbox_subscriptions (tenant_id, operator_id, inbox_id) "
+                "VALUES ($1, $2, $3)",
+                [(tenant.id, op.id, inbox) for op in tenant.operators for inbox in op.inboxes],
             )
 
 

@@ -118,11 +118,13 @@ async def _queue_with_operators(db: asyncpg.Pool, conversations: int, operators:
             [(op, tenant) for op in operator_ids],
         )
         await conn.executemany(
-            "INSERT INTO operator_status (operator_id, status) VALUES ($1, 'AVAILABLE')",
+            "INSERT INTO operator_status (tenant_id, operator_id, status) "
+            "SELECT tenant_id, id, 'AVAILABLE' FROM operators WHERE id = $1",
             [(op,) for op in operator_ids],
         )
         await conn.executemany(
-            "INSERT INTO operator_inbox_subscriptions (operator_id, inbox_id) VALUES ($1, $2)",
+            "INSERT INTO operator_inbox_subscriptions (tenant_id, operator_id, inbox_id) "
+            "SELECT tenant_id, id, $2 FROM operators WHERE id = $1",
             [(op, inbox) for op in operator_ids],
         )
         await conn.executemany(

@@ -17,7 +17,17 @@ from starlette.responses import JSONResponse
 
 from inbox_allocation.services import idempotency
 from inbox_allocation.services.idempotency import IdempotencyStore
-from tests.seed_ids import ACME_MANAGER, ACME_OP4, ACME_OP5, INBOX_SALES, conversation, headers
+from tests.seed_ids import (
+    ACME,
+    ACME_MANAGER,
+    ACME_OP4,
+    ACME_OP5,
+    INBOX_SALES,
+    TECH_OP14,
+    TECHSTART,
+    conversation,
+    headers,
+)
 
 
 def with_key(operator: str, key: str, name: str = "Idempotency-Key") -> dict[str, str]:
@@ -52,8 +62,9 @@ async def test_four_xx_results_are_stored(client: httpx.AsyncClient, db: asyncpg
     first = await client.post("/api/v1/claim", headers=with_key(ACME_OP4, "c"), json=body)
     assert first.status_code == 403
     await db.execute(
-        "INSERT INTO operator_inbox_subscriptions (operator_id, inbox_id) "
-        "VALUES ($1, '20000000-0000-0000-0000-000000000002')",
+        "INSERT INTO operator_inbox_subscriptions (tenant_id, operator_id, inbox_id) "
+        "SELECT tenant_id, id, '20000000-0000-0000-0000-000000000002' FROM operators "
+        "WHERE id = $1",
         uuid.UUID(ACME_OP4),
     )
     again = await client.post("/api/v1/claim", headers=with_key(ACME_OP4, "c"), json=body)
@@ -171,6 +182,27 @@ async def test_expired_keys_run_again_and_are_cleaned_up(
     store = IdempotencyStore(app.state.db, timedelta(hours=24))
     assert await store.delete_expired() == 1
     assert await db.fetchval("SELECT count(*) FROM idempotency_keys") == 0
+
+
+async def test_cleanup_goes_through_every_tenant(
+    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    """The cleanup runs one statement per tenant: expired keys of each are removed, a live
+    key stays."""
+    for operator, tenant, key in [
+        (ACME_OP4, ACME, "acme-old"), (ACME_OP5, ACME, "acme-live"),
+        (TECH_OP14, TECHSTART, "tech-old"),
+    ]:  # fmt: skip
+        response = await client.post(
+            "/api/v1/allocate", headers={**headers(operator, tenant), "Idempotency-Key": key}
+        )
+        assert response.status_code < 500
+    await db.execute(
+        "UPDATE idempotency_keys SET expires_at = now() - interval '1 s' WHERE key LIKE '%-old'"
+    )
+    store = IdempotencyStore(app.state.db, timedelta(hours=24))
+    assert await store.delete_expired() == 2
+    assert [r["key"] for r in await db.fetch("SELECT key FROM idempotency_keys")] == ["acme-live"]
 
 
 async def test_duplicate_waiting_too_long_gets_in_progress(

@@ -97,13 +97,15 @@ async def test_list_orders_by_subscription_time(
 async def test_list_never_shows_another_tenants_inbox(
     client: httpx.AsyncClient, db: asyncpg.Pool
 ) -> None:
-    # A subscription across tenants cannot be made through the API; even if one exists in
-    # the database, the list stays within the tenant.
-    await db.execute(
-        "INSERT INTO operator_inbox_subscriptions (operator_id, inbox_id) VALUES ($1, $2)",
-        UUID(ADMIN),
-        UUID(inbox(4)),
-    )
+    # A subscription across tenants cannot be made through the API, nor stored: its one
+    # tenant_id must be both the operator's and the inbox's (composite foreign keys).
+    for tenant in (ACME, TECHSTART):
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await db.execute(
+                "INSERT INTO operator_inbox_subscriptions (tenant_id, operator_id, inbox_id) "
+                "VALUES ($1, $2, $3)",
+                UUID(tenant), UUID(ADMIN), UUID(inbox(4)),
+            )  # fmt: skip
     response = await client.get(BASE, headers=as_(ADMIN))
     data = Envelope[InboxList].model_validate(response.json()).data
     assert inbox(4) not in [str(i.id) for i in data.inboxes]

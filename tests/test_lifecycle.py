@@ -204,7 +204,8 @@ async def test_move_keeps_assignee_subscribed_to_target(
     client: httpx.AsyncClient, db: asyncpg.Pool
 ) -> None:
     await db.execute(
-        "INSERT INTO operator_inbox_subscriptions (operator_id, inbox_id) VALUES ($1, $2)",
+        "INSERT INTO operator_inbox_subscriptions (tenant_id, operator_id, inbox_id) "
+        "SELECT tenant_id, id, $2 FROM operators WHERE id = $1",
         uuid.UUID(ACME_OP4), uuid.UUID(INBOX_BILLING),
     )  # fmt: skip
     response = await post(client, "move_inbox", ACME_ADMIN, conversation_id=conversation(7),

@@ -174,10 +174,11 @@ async def _prepare_lab(
         )
         await conn.execute("INSERT INTO operators (id, tenant_id) VALUES ($1, $2)",
                            LAB_OPERATOR, LAB_TENANT)  # fmt: skip
-        await conn.execute("INSERT INTO operator_status (operator_id, status) "
-                           "VALUES ($1, 'AVAILABLE')", LAB_OPERATOR)  # fmt: skip
+        await conn.execute("INSERT INTO operator_status (tenant_id, operator_id, status) "
+                           "VALUES ($1, $2, 'AVAILABLE')", LAB_TENANT, LAB_OPERATOR)  # fmt: skip
         await conn.executemany(
-            "INSERT INTO operator_inbox_subscriptions (operator_id, inbox_id) VALUES ($1, $2)",
+            "INSERT INTO operator_inbox_subscriptions (tenant_id, operator_id, inbox_id) "
+            "SELECT tenant_id, id, $2 FROM operators WHERE id = $1",
             [(LAB_OPERATOR, LAB_INBOXES[n]) for n in case.subscribed],
         )
         expected: dict[str, float] = {}

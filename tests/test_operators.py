@@ -381,6 +381,32 @@ async def test_delete_requeues_the_operators_conversations(
     )
 
 
+async def test_delete_clears_the_operator_from_resolved_conversations_and_labels(
+    client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    """The foreign keys to the operator are NO ACTION (no ON DELETE SET NULL, which a
+    distributed database refuses on tenant-keyed keys): the delete clears the references
+    itself, keeps the rows, and leaves their updated_at alone (as SET NULL did)."""
+    resolved = UUID(conv(8))
+    assert await conversation(db, 8) == ("RESOLVED", UUID(OPERATOR))
+    before = await db.fetchval("SELECT updated_at FROM conversation_refs WHERE id = $1", resolved)
+    await db.execute(
+        "UPDATE labels SET created_by = $1 WHERE id = $2",
+        UUID(OPERATOR),
+        UUID("60000000-0000-0000-0000-000000000001"),
+    )
+    response = await client.delete(f"{BASE}/{OPERATOR}", headers=as_(ADMIN))
+    assert response.status_code == 204
+    assert await conversation(db, 8) == ("RESOLVED", None)
+    after = await db.fetchval("SELECT updated_at FROM conversation_refs WHERE id = $1", resolved)
+    assert after == before
+    label = await db.fetchrow(
+        "SELECT name, created_by FROM labels WHERE id = '60000000-0000-0000-0000-000000000001'"
+    )
+    assert label is not None
+    assert (label["name"], label["created_by"]) == ("Hot Lead", None)
+
+
 async def test_delete_with_a_trailing_slash(client: httpx.AsyncClient, db: asyncpg.Pool) -> None:
     response = await client.delete(f"{BASE}/{MANAGER}/", headers=as_(ADMIN))
     assert response.status_code == 204

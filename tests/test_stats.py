@@ -75,7 +75,8 @@ async def stats_tenant(db: asyncpg.Pool) -> StatsTenant:
             )  # fmt: skip
             if status is not None:
                 await conn.execute(
-                    "INSERT INTO operator_status (operator_id, status) VALUES ($1, $2)",
+                    "INSERT INTO operator_status (tenant_id, operator_id, status) "
+                    "SELECT tenant_id, id, $2 FROM operators WHERE id = $1",
                     operator, status,
                 )  # fmt: skip
         subscriptions = [
@@ -84,7 +85,8 @@ async def stats_tenant(db: asyncpg.Pool) -> StatsTenant:
         ]  # fmt: skip
         for operator, inbox in subscriptions:
             await conn.execute(
-                "INSERT INTO operator_inbox_subscriptions (operator_id, inbox_id) VALUES ($1, $2)",
+                "INSERT INTO operator_inbox_subscriptions (tenant_id, operator_id, inbox_id) "
+                "SELECT tenant_id, id, $2 FROM operators WHERE id = $1",
                 operator, inbox,
             )  # fmt: skip
         conversations = [

@@ -263,7 +263,8 @@ async def test_unsubscribe_requeues_the_operators_conversations_in_that_inbox(
     # Operator 4 holds 7…05 and 7…07 (grace row 9…01) in inbox 1; give it one in inbox 2 too,
     # which must stay with it.
     await db.execute(
-        "INSERT INTO operator_inbox_subscriptions (operator_id, inbox_id) VALUES ($1, $2)",
+        "INSERT INTO operator_inbox_subscriptions (tenant_id, operator_id, inbox_id) "
+        "SELECT tenant_id, id, $2 FROM operators WHERE id = $1",
         UUID(OPERATOR),
         UUID(inbox(2)),
     )

@@ -3,18 +3,21 @@
 A conversation is released (back to QUEUED) only if, at release time, it is still ALLOCATED
 to the grace row's operator and that operator is still OFFLINE (decisions.md; the original
 released it regardless, D-04/D-48). Every expired row is removed either way. Each run drains
-all expired rows, batch by batch; several service processes may sweep at once.
+all expired rows, tenant by tenant and batch by batch (so every statement concerns one
+tenant: one node of a distributed database); several service processes may sweep at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from uuid import UUID
 
 from inbox_allocation.db.pool import Database
 from inbox_allocation.domain.enums import ConversationState, OperatorStatus
 from inbox_allocation.logging import get_logger
 from inbox_allocation.observability.metrics import record_grace_release
 from inbox_allocation.sql import grace as sql
+from inbox_allocation.sql import maintenance
 
 log = get_logger(__name__)
 
@@ -31,30 +34,33 @@ class GraceSweeper:
         self.batch_size = batch_size
 
     async def sweep(self) -> SweepResult:
-        """One run: batches until a batch finds nothing it can take."""
+        """One run: for each tenant, batches until a batch finds nothing it can take."""
         total = SweepResult()
-        while True:
-            batch = await self._sweep_batch()
-            record_grace_release(batch.released)
-            total.processed += batch.processed
-            total.released += batch.released
-            if batch.processed == 0:
-                break
+        for tenant in await self.db.fetch(maintenance.ALL_TENANT_IDS):
+            while True:
+                batch = await self._sweep_batch(tenant["id"])
+                record_grace_release(batch.released)
+                total.processed += batch.processed
+                total.released += batch.released
+                if batch.processed == 0:
+                    break
         if total.processed:
             log.info("grace periods swept", processed=total.processed, released=total.released)
         return total
 
-    async def _sweep_batch(self) -> SweepResult:
+    async def _sweep_batch(self, tenant_id: UUID) -> SweepResult:
         async with self.db.transaction() as conn:
-            candidates = await conn.fetch(sql.EXPIRED_CANDIDATES, self.batch_size)
+            candidates = await conn.fetch(sql.EXPIRED_CANDIDATES, tenant_id, self.batch_size)
             if not candidates:
                 return SweepResult()
             operator_ids = sorted({row["operator_id"] for row in candidates})
             statuses = {
                 row["operator_id"]: row["status"]
-                for row in await conn.fetch(sql.LOCK_OPERATOR_STATUSES, operator_ids)
+                for row in await conn.fetch(sql.LOCK_OPERATOR_STATUSES, tenant_id, operator_ids)
             }
-            locked = await conn.fetch(sql.LOCK_EXPIRED, [row["id"] for row in candidates])
+            locked = await conn.fetch(
+                sql.LOCK_EXPIRED, tenant_id, [row["id"] for row in candidates]
+            )
             to_release = [
                 row
                 for row in locked
@@ -66,9 +72,10 @@ class GraceSweeper:
             if to_release:
                 released = await conn.fetch(
                     sql.RELEASE,
+                    tenant_id,
                     [row["conversation_id"] for row in to_release],
                     [row["operator_id"] for row in to_release],
                 )
             if locked:
-                await conn.execute(sql.DELETE_ROWS, [row["id"] for row in locked])
+                await conn.execute(sql.DELETE_ROWS, tenant_id, [row["id"] for row in locked])
             return SweepResult(processed=len(locked), released=len(released))

@@ -19,10 +19,12 @@ from datetime import timedelta
 from uuid import UUID
 
 import orjson
+from uuid_utils.compat import uuid7
 
 from inbox_allocation.db.pool import Database
 from inbox_allocation.domain.errors import IdempotencyKeyInProgress, IdempotencyKeyReused
 from inbox_allocation.sql import idempotency as sql
+from inbox_allocation.sql import maintenance
 
 WAIT_FOR_FIRST_SECONDS = 10.0
 # An unfinished reservation older than this is considered abandoned (its process died).
@@ -77,20 +79,19 @@ class IdempotencyStore:
         deadline = time.monotonic() + WAIT_FOR_FIRST_SECONDS
         delay = 0.005
         while True:
-            reserved = await self.db.fetchrow(
+            reserved_id = await self.db.fetchval(
                 sql.RESERVE, scope.tenant_id, scope.operator_id, scope.method, scope.path,
-                scope.key, request_hash, self.ttl,
+                scope.key, request_hash, self.ttl, uuid7(),
             )  # fmt: skip
-            assert reserved is not None
-            if not reserved["caller_known"]:
-                return None
-            if reserved["reserved_id"] is not None:
-                return Reservation(reserved["reserved_id"])
+            if reserved_id is not None:
+                return Reservation(reserved_id)
             existing = await self.db.fetchrow(
                 sql.FIND, scope.tenant_id, scope.operator_id, scope.method, scope.path,
                 scope.key, ABANDONED_AFTER_SECONDS,
             )  # fmt: skip
             if existing is None:
+                if not await self.db.fetchval(sql.CALLER_KNOWN, scope.tenant_id, scope.operator_id):
+                    return None
                 continue  # released or forgotten meanwhile: try to reserve again
             if existing["expired"] or existing["abandoned"]:
                 await self.db.execute(
@@ -118,11 +119,16 @@ class IdempotencyStore:
         await self.db.execute(sql.RELEASE, scope.tenant_id, reservation.row_id)
 
     async def delete_expired(self) -> int:
-        """Cleanup worker: remove every expired key, a bounded batch at a time."""
+        """Cleanup worker: remove every expired key, tenant by tenant, a bounded batch at a
+        time."""
         deleted = 0
-        while True:
-            status = await self.db.execute(sql.DELETE_EXPIRED_BATCH, CLEANUP_BATCH)
-            count = int(status.split()[-1])
-            deleted += count
-            if count < CLEANUP_BATCH:
-                return deleted
+        for tenant in await self.db.fetch(maintenance.ALL_TENANT_IDS):
+            while True:
+                status = await self.db.execute(
+                    sql.DELETE_EXPIRED_BATCH, tenant["id"], CLEANUP_BATCH
+                )
+                count = int(status.split()[-1])
+                deleted += count
+                if count < CLEANUP_BATCH:
+                    break
+        return deleted

@@ -41,10 +41,14 @@ class IngestionService:
             raise ValidationFailed(
                 details=["message_at: must not be more than 5 minutes in the future"]
             )
-        row = await self.db.fetchrow(
-            sql.UPSERT_MESSAGE, tenant_id, message.inbox_id, message.external_conversation_id,
-            message.customer_phone_number, message_at, uuid7(),
-        )  # fmt: skip
-        if row is None:
-            raise InboxNotFound()
-        return row, bool(row["created"])
+        async with self.db.transaction() as conn:
+            upserted = await conn.fetchrow(
+                sql.UPSERT_MESSAGE, tenant_id, message.inbox_id,
+                message.external_conversation_id, message.customer_phone_number, message_at,
+                uuid7(),
+            )  # fmt: skip
+            if upserted is None:
+                raise InboxNotFound()
+            row = await conn.fetchrow(sql.UPSERTED_CONVERSATION, tenant_id, upserted["id"])
+        assert row is not None  # written by this transaction
+        return row, bool(upserted["created"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 from uuid import UUID
 
 import asyncpg
+from uuid_utils.compat import uuid7
 
 from inbox_allocation.db.pool import Connection, Database
 from inbox_allocation.domain.enums import Role
@@ -111,7 +112,7 @@ class LabelService:
                 label_id=label_id,
                 same_inbox=True,
             )
-            await conn.execute(sql.ATTACH_LABEL, tenant_id, conversation_id, label_id)
+            await conn.execute(sql.ATTACH_LABEL, tenant_id, conversation_id, label_id, uuid7())
 
     async def detach(
         self,

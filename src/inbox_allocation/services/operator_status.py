@@ -6,6 +6,7 @@ from datetime import timedelta
 from uuid import UUID
 
 import asyncpg
+from uuid_utils.compat import uuid7
 
 from inbox_allocation.db.pool import Database
 from inbox_allocation.domain.enums import OperatorStatus
@@ -35,8 +36,9 @@ class OperatorStatusService:
         async with self.db.transaction() as conn:
             current = await conn.fetchrow(sql.LOCK_STATUS, tenant_id, operator_id)
             if current is None:
-                created = await conn.fetchrow(sql.INSERT_STATUS, tenant_id, operator_id, status)
-                if created is not None:
+                if await conn.fetchval(sql.INSERT_STATUS, tenant_id, operator_id, status, uuid7()):
+                    created = await conn.fetchrow(sql.GET_STATUS, tenant_id, operator_id)
+                    assert created is not None  # inserted by this transaction
                     return created
                 # A concurrent request created it first: continue as a normal change.
                 current = await conn.fetchrow(sql.LOCK_STATUS, tenant_id, operator_id)
@@ -47,7 +49,7 @@ class OperatorStatusService:
             updated = await conn.fetchrow(sql.UPDATE_STATUS, tenant_id, operator_id, status)
             if status is OperatorStatus.OFFLINE:
                 await conn.execute(
-                    sql.START_GRACE_PERIODS, tenant_id, operator_id, self.grace_period
+                    sql.START_GRACE_PERIODS, tenant_id, operator_id, self.grace_period, uuid7()
                 )
             else:
                 await conn.execute(sql.CANCEL_GRACE_PERIODS, tenant_id, operator_id)

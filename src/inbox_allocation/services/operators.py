@@ -57,7 +57,7 @@ class OperatorService:
         async with self.db.transaction() as conn:
             row = await conn.fetchrow(sql.INSERT_OPERATOR, tenant_id, uuid7(), role.value, capacity)
             assert row is not None  # INSERT … RETURNING without a condition
-            await conn.execute(sql.INSERT_OFFLINE_STATUS, tenant_id, row["id"])
+            await conn.execute(sql.INSERT_OFFLINE_STATUS, tenant_id, row["id"], uuid7())
             return row
 
     async def update(
@@ -98,7 +98,8 @@ class OperatorService:
 
     async def delete(self, *, tenant_id: UUID, caller_id: UUID, operator_id: UUID) -> None:
         """Order: 404 → deleting oneself (409 CANNOT_MODIFY_SELF) → deleting the last ADMIN
-        (409 LAST_ADMIN) → re-queue its ALLOCATED conversations (D-36) → delete.
+        (409 LAST_ADMIN) → re-queue its ALLOCATED conversations (D-36) → clear it from the
+        conversations it resolved and the labels it created → delete.
         """
         async with self.db.transaction() as conn:
             census = await self._lock_tenant(conn, tenant_id=tenant_id, caller_id=caller_id)
@@ -112,6 +113,8 @@ class OperatorService:
                 raise LastAdmin("the tenant's last ADMIN cannot be deleted")
             _still_admin(census)
             await conn.execute(sql.REQUEUE_OPERATOR_CONVERSATIONS, tenant_id, operator_id)
+            await conn.execute(sql.CLEAR_CONVERSATION_ASSIGNEE, tenant_id, operator_id)
+            await conn.execute(sql.CLEAR_LABEL_CREATOR, tenant_id, operator_id)
             await conn.execute(sql.DELETE_OPERATOR, tenant_id, operator_id)
 
     @staticmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from inbox_allocation.db.pool import Database
 from inbox_allocation.logging import get_logger
+from inbox_allocation.sql import maintenance
 from inbox_allocation.sql import queue_aging as sql
 
 log = get_logger(__name__)
@@ -22,14 +23,16 @@ class QueueAging:
         self.db = db
 
     async def sweep(self) -> int:
-        """One run: statements until one finds nothing left to flag; returns rows flagged."""
+        """One run: for each tenant, statements until one finds nothing left to flag;
+        returns rows flagged."""
         flagged = 0
-        while True:
-            status = await self.db.execute(sql.FLAG_AGED, ROWS_PER_INBOX)
-            count = int(status.rsplit(" ", 1)[1])
-            flagged += count
-            if count == 0:
-                break
+        for tenant in await self.db.fetch(maintenance.ALL_TENANT_IDS):
+            while True:
+                status = await self.db.execute(sql.FLAG_AGED, tenant["id"], ROWS_PER_INBOX)
+                count = int(status.rsplit(" ", 1)[1])
+                flagged += count
+                if count == 0:
+                    break
         if flagged:
             log.debug("queued conversations flagged as aged", flagged=flagged)
         return flagged

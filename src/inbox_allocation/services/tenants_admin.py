@@ -70,7 +70,7 @@ async def create_tenant(
         if created is None:
             raise DuplicateTenantName(name)
         await conn.execute(sql.INSERT_ADMIN, tenant_id, admin_id)
-        await conn.execute(sql.INSERT_ADMIN_STATUS, tenant_id, admin_id)
+        await conn.execute(sql.INSERT_ADMIN_STATUS, tenant_id, admin_id, uuid7())
     return ProvisionedTenant(tenant_id, admin_id)
 
 

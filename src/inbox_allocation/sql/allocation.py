@@ -72,22 +72,29 @@ _AGED = _best_of_each_inbox(
 #   the statement allocate nothing (the client retries), one in progress waits for us and then
 #   re-queues what we allocated in that inbox — never a conversation of an inbox the operator
 #   has left;
-# - the winner marked ALLOCATED.
+# - the winner marked ALLOCATED, and returned with its live priority at $3.
+# Every table is filtered by the tenant itself (one shard group on Citus); the tenant's
+# weights are read in their own CTE because Citus refuses a locking CTE that reads the
+# reference table `tenants`.
 # $1 tenant_id, $2 operator_id, $3 the instant (epoch seconds), $4 uncapped callers only
 ALLOCATE_NEXT = f"""
-WITH caller AS (
-    SELECT s.operator_id,
-           t.priority_weight_alpha::float8 AS alpha,
+WITH weights AS (
+    SELECT t.priority_weight_alpha::float8 AS alpha,
            t.priority_weight_beta::float8 AS beta
+    FROM tenants t
+    WHERE t.id = $1
+),
+caller AS (
+    SELECT s.operator_id
     FROM operator_status s
     JOIN operators o ON o.id = s.operator_id
-    JOIN tenants t ON t.id = o.tenant_id
-    WHERE o.tenant_id = $1 AND s.operator_id = $2 AND s.status = 'AVAILABLE'
+    WHERE s.tenant_id = $1 AND o.tenant_id = $1 AND s.operator_id = $2
+      AND s.status = 'AVAILABLE'
       AND (NOT $4::bool OR o.max_concurrent_conversations IS NULL)
     FOR NO KEY UPDATE OF s
 ),
 subscribed AS (
-    SELECT sub.inbox_id, caller.alpha, caller.beta,
+    SELECT sub.inbox_id, weights.alpha, weights.beta,
            (SELECT min(q.last_message_at) FROM conversation_refs q
             WHERE q.tenant_id = $1 AND q.inbox_id = sub.inbox_id AND q.state = 'QUEUED'
               AND NOT q.aged) <= to_timestamp($3::float8 - 86400)
@@ -95,7 +102,9 @@ subscribed AS (
                WHERE q.tenant_id = $1 AND q.inbox_id = sub.inbox_id AND q.state = 'QUEUED'
                  AND q.aged) <= to_timestamp($3::float8 - 86400) AS has_aged
     FROM caller
-    JOIN operator_inbox_subscriptions sub ON sub.operator_id = caller.operator_id
+    CROSS JOIN weights
+    JOIN operator_inbox_subscriptions sub
+      ON sub.tenant_id = $1 AND sub.operator_id = caller.operator_id
 ),
 young_best AS ({_young("NOT c.aged")}
     UNION ALL{_young("c.aged")}
@@ -120,15 +129,20 @@ still_subscribed AS (
     SELECT sub.id
     FROM chosen
     JOIN operator_inbox_subscriptions sub
-      ON sub.operator_id = $2 AND sub.inbox_id = chosen.inbox_id
+      ON sub.tenant_id = $1 AND sub.operator_id = $2 AND sub.inbox_id = chosen.inbox_id
     FOR KEY SHARE OF sub
+),
+allocated AS (
+    UPDATE conversation_refs c
+    SET state = 'ALLOCATED', assigned_operator_id = $2, updated_at = now()
+    FROM chosen
+    WHERE c.tenant_id = $1 AND c.id = chosen.id
+      AND EXISTS (SELECT 1 FROM still_subscribed)
+    RETURNING c.*
 )
-UPDATE conversation_refs c
-SET state = 'ALLOCATED', assigned_operator_id = $2, updated_at = now()
-FROM chosen, tenants t
-WHERE c.id = chosen.id AND c.tenant_id = $1 AND t.id = c.tenant_id
-  AND EXISTS (SELECT 1 FROM still_subscribed)
-RETURNING {conversation_columns(live_priority("$3::float8"))}
+SELECT {conversation_columns(live_priority("$3::float8"))}
+FROM allocated c
+JOIN tenants t ON t.id = $1
 """
 
 # Why nothing was allocated (only run after ALLOCATE_NEXT returned no row).
@@ -139,10 +153,10 @@ SELECT o.id IS NOT NULL AS operator_exists,
        o.max_concurrent_conversations IS NOT NULL AS capped,
        EXISTS (SELECT 1 FROM operator_inbox_subscriptions sub
                JOIN inboxes i ON i.id = sub.inbox_id AND i.tenant_id = $1
-               WHERE sub.operator_id = $2) AS has_subscriptions
+               WHERE sub.tenant_id = $1 AND sub.operator_id = $2) AS has_subscriptions
 FROM (SELECT 1) AS one
 LEFT JOIN operators o ON o.id = $2 AND o.tenant_id = $1
-LEFT JOIN operator_status s ON s.operator_id = o.id
+LEFT JOIN operator_status s ON s.tenant_id = $1 AND s.operator_id = o.id
 """
 
 # The caller's availability and capacity; its status row stays locked for the rest of the
@@ -152,7 +166,7 @@ LOCK_CALLER = """
 SELECT s.status::text AS status, o.max_concurrent_conversations
 FROM operator_status s
 JOIN operators o ON o.id = s.operator_id
-WHERE o.tenant_id = $1 AND s.operator_id = $2
+WHERE s.tenant_id = $1 AND o.tenant_id = $1 AND s.operator_id = $2
 FOR NO KEY UPDATE OF s
 """
 
@@ -171,18 +185,22 @@ WHERE c.tenant_id = $1 AND c.assigned_operator_id = $2 AND c.state = 'ALLOCATED'
 LOCK_CLAIM_TARGET = f"""
 SELECT {CONVERSATION_COLUMNS}
 FROM conversation_refs c
-JOIN tenants t ON t.id = c.tenant_id
+JOIN tenants t ON t.id = $1
 WHERE c.tenant_id = $1 AND c.id = $2
 FOR NO KEY UPDATE OF c NOWAIT
 """
 
 # $1 tenant_id, $2 conversation_id, $3 operator_id
 ASSIGN_TO_CALLER = f"""
-UPDATE conversation_refs c
-SET state = 'ALLOCATED', assigned_operator_id = $3, updated_at = now()
-FROM tenants t
-WHERE c.tenant_id = $1 AND c.id = $2 AND c.state = 'QUEUED' AND t.id = c.tenant_id
-RETURNING {CONVERSATION_COLUMNS}
+WITH assigned AS (
+    UPDATE conversation_refs c
+    SET state = 'ALLOCATED', assigned_operator_id = $3, updated_at = now()
+    WHERE c.tenant_id = $1 AND c.id = $2 AND c.state = 'QUEUED'
+    RETURNING c.*
+)
+SELECT {CONVERSATION_COLUMNS}
+FROM assigned c
+JOIN tenants t ON t.id = $1
 """
 
 # The caller's subscription to the conversation's inbox, locked FOR KEY SHARE so that it
@@ -192,6 +210,6 @@ LOCK_SUBSCRIPTION = """
 SELECT sub.id
 FROM operator_inbox_subscriptions sub
 JOIN inboxes i ON i.id = sub.inbox_id AND i.tenant_id = $1
-WHERE sub.operator_id = $2 AND sub.inbox_id = $3
+WHERE sub.tenant_id = $1 AND sub.operator_id = $2 AND sub.inbox_id = $3
 FOR KEY SHARE OF sub
 """

@@ -1,6 +1,8 @@
 """Statements on conversation_refs shared by several services, and the list/get/search SQL.
 
-Every statement takes the tenant id and filters on it (`c.tenant_id = $1`).
+Every statement takes the tenant id as $1 and filters every table it reads on it
+(`c.tenant_id = $1`, `t.id = $1` for the tenant row), so that on a database distributed by
+tenant (Citus) it runs on the one node that holds the tenant's rows.
 """
 
 # The instant a statement runs, in seconds since the epoch.
@@ -30,6 +32,9 @@ def conversation_columns(priority: str) -> str:
 
 
 # With the priority at the statement's instant (needs `t`, the conversation's tenant).
+# Never in a RETURNING clause: a distributed database (Citus) refuses non-immutable
+# expressions there (now(), enum-to-text casts). A modifying statement returns `c.*` from a
+# CTE and selects these columns from it (see lifecycle.RESOLVE).
 CONVERSATION_COLUMNS = conversation_columns(live_priority(NOW_EPOCH))
 
 # The attached labels as a JSON array `[{id, name, color?}]` ordered by name (D-31), built by
@@ -39,8 +44,8 @@ LABELS_JSON = """
         SELECT json_agg(json_strip_nulls(json_build_object(
                    'id', l.id, 'name', l.name, 'color', l.color)) ORDER BY l.name, l.id)
         FROM conversation_labels cl
-        JOIN labels l ON l.id = cl.label_id AND l.tenant_id = c.tenant_id
-        WHERE cl.conversation_id = c.id
+        JOIN labels l ON l.tenant_id = $1 AND l.id = cl.label_id
+        WHERE cl.tenant_id = $1 AND cl.conversation_id = c.id
     ), '[]') AS labels
 """
 
@@ -52,7 +57,7 @@ VISIBLE_TO_OPERATOR = """
       SELECT s.inbox_id
       FROM operator_inbox_subscriptions s
       JOIN operators o ON o.id = s.operator_id
-      WHERE o.tenant_id = $1 AND s.operator_id = ${n}::uuid)
+      WHERE s.tenant_id = $1 AND o.tenant_id = $1 AND s.operator_id = ${n}::uuid)
 """
 
 # ---- GET /conversations: keyset-paginated list ------------------------------------------
@@ -68,7 +73,7 @@ VISIBLE_TO_OPERATOR = """
 LIST_NEWEST = f"""
 SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
 FROM conversation_refs c
-JOIN tenants t ON t.id = c.tenant_id
+JOIN tenants t ON t.id = $1
 WHERE c.tenant_id = $1
   AND ($3::timestamptz IS NULL OR (c.last_message_at, c.id) < ($3, $4::uuid))
   /*filters*/
@@ -79,7 +84,7 @@ LIMIT $2
 LIST_OLDEST = f"""
 SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
 FROM conversation_refs c
-JOIN tenants t ON t.id = c.tenant_id
+JOIN tenants t ON t.id = $1
 WHERE c.tenant_id = $1
   AND ($3::timestamptz IS NULL OR (c.last_message_at, c.id) > ($3, $4::uuid))
   /*filters*/
@@ -95,7 +100,7 @@ LIMIT $2
 LIST_BY_PRIORITY = f"""
 SELECT {conversation_columns("p.score")}, {LABELS_JSON}, p.score AS sort_score
 FROM conversation_refs c
-JOIN tenants t ON t.id = c.tenant_id
+JOIN tenants t ON t.id = $1
 CROSS JOIN LATERAL (SELECT {live_priority("$6::float8")} AS score) p
 WHERE c.tenant_id = $1
   AND ($5::float8 IS NULL
@@ -128,7 +133,8 @@ LIST_WHERE_HAS_LABEL = """
       SELECT 1
       FROM conversation_labels cl
       JOIN labels l ON l.id = cl.label_id
-      WHERE cl.conversation_id = c.id AND l.tenant_id = $1 AND l.id = ${n}::uuid)
+      WHERE cl.tenant_id = $1 AND cl.conversation_id = c.id
+        AND l.tenant_id = $1 AND l.id = ${n}::uuid)
 """
 
 # ---- GET /conversations/{id} -------------------------------------------------------------
@@ -142,10 +148,11 @@ SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON},
            SELECT 1
            FROM operator_inbox_subscriptions s
            JOIN operators o ON o.id = s.operator_id
-           WHERE o.tenant_id = $1 AND s.operator_id = $3 AND s.inbox_id = c.inbox_id
+           WHERE s.tenant_id = $1 AND o.tenant_id = $1 AND s.operator_id = $3
+             AND s.inbox_id = c.inbox_id
        ) AS caller_subscribed
 FROM conversation_refs c
-JOIN tenants t ON t.id = c.tenant_id
+JOIN tenants t ON t.id = $1
 WHERE c.tenant_id = $1 AND c.id = $2
 """
 
@@ -157,7 +164,7 @@ WHERE c.tenant_id = $1 AND c.id = $2
 SEARCH_BY_PHONE = f"""
 SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
 FROM conversation_refs c
-JOIN tenants t ON t.id = c.tenant_id
+JOIN tenants t ON t.id = $1
 WHERE c.tenant_id = $1 AND c.customer_phone_number IN ($2, $3)
   /*filters*/
 ORDER BY c.created_at DESC, c.id DESC

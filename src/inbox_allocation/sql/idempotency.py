@@ -5,22 +5,26 @@ row without a response; the unique scope constraint makes exactly one request th
 also across service processes.
 """
 
-# Reserve the key for this request, if the operator belongs to the tenant (otherwise the
-# request goes on without idempotency and is refused by the route with 401).
-# $1 tenant_id, $2 operator_id, $3 method, $4 path, $5 key, $6 fingerprint, $7 ttl
+# Reserve the key for this request, if the operator belongs to the tenant. No row: the key
+# is taken (FIND tells by whom), or the operator is not the tenant's (CALLER_KNOWN; the
+# request then goes on without idempotency and is refused by the route with 401).
+# The row id comes from the service, like every id an INSERT … SELECT writes here: a volatile
+# default (gen_random_uuid()) would keep a distributed database (Citus) from running the
+# statement on the tenant's shard alone.
+# $1 tenant_id, $2 operator_id, $3 method, $4 path, $5 key, $6 fingerprint, $7 ttl, $8 new id
 RESERVE = """
-WITH caller AS (
-    SELECT o.id FROM operators o WHERE o.tenant_id = $1 AND o.id = $2
-),
-reserved AS (
-    INSERT INTO idempotency_keys
-        (key, tenant_id, operator_id, endpoint, method, request_hash, expires_at)
-    SELECT $5, $1, caller.id, $4, $3, $6, now() + $7::interval
-    FROM caller
-    ON CONFLICT (tenant_id, operator_id, method, endpoint, key) DO NOTHING
-    RETURNING id
-)
-SELECT (SELECT id FROM reserved) AS reserved_id, EXISTS (SELECT 1 FROM caller) AS caller_known
+INSERT INTO idempotency_keys
+    (id, key, tenant_id, operator_id, endpoint, method, request_hash, expires_at)
+SELECT $8, $5, o.tenant_id, o.id, $4, $3, $6, now() + $7::interval
+FROM operators o
+WHERE o.tenant_id = $1 AND o.id = $2
+ON CONFLICT (tenant_id, operator_id, method, endpoint, key) DO NOTHING
+RETURNING id
+"""
+
+# $1 tenant_id, $2 operator_id
+CALLER_KNOWN = """
+SELECT EXISTS (SELECT 1 FROM operators o WHERE o.tenant_id = $1 AND o.id = $2)
 """
 
 # The row that holds the key (another request's reservation or stored result).
@@ -56,11 +60,12 @@ RELEASE = """
 DELETE FROM idempotency_keys WHERE tenant_id = $1 AND id = $2 AND response_status IS NULL
 """
 
-# Cleanup worker (all tenants, in bounded batches so no long-held locks).
-# $1 batch size
+# Cleanup worker: one tenant per statement, in bounded batches so no long-held locks.
+# $1 tenant_id, $2 batch size
 DELETE_EXPIRED_BATCH = """
-DELETE FROM idempotency_keys
-WHERE id IN (SELECT id FROM idempotency_keys
-             WHERE expires_at < now()
-             LIMIT $1)
+DELETE FROM idempotency_keys k
+WHERE k.tenant_id = $1
+  AND k.id IN (SELECT e.id FROM idempotency_keys e
+               WHERE e.tenant_id = $1 AND e.expires_at < now()
+               LIMIT $2)
 """

@@ -12,7 +12,7 @@ LIST_SUBSCRIBED = f"""
 SELECT {INBOX_COLUMNS}, count(*) OVER () AS total
 FROM operator_inbox_subscriptions s
 JOIN inboxes i ON i.id = s.inbox_id
-WHERE i.tenant_id = $1 AND s.operator_id = $2
+WHERE s.tenant_id = $1 AND i.tenant_id = $1 AND s.operator_id = $2
 ORDER BY s.created_at, i.id
 LIMIT $3 OFFSET $4
 """
@@ -23,7 +23,7 @@ COUNT_SUBSCRIBED = """
 SELECT count(*)
 FROM operator_inbox_subscriptions s
 JOIN inboxes i ON i.id = s.inbox_id
-WHERE i.tenant_id = $1 AND s.operator_id = $2
+WHERE s.tenant_id = $1 AND i.tenant_id = $1 AND s.operator_id = $2
 """
 
 # $1 tenant_id, $2 inbox_id

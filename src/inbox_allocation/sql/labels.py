@@ -1,8 +1,7 @@
 """Labels of an inbox and their attachment to conversations (contract §3.28–3.33, §6.10).
 
-Every statement filters on the tenant (`tenant_id = $1`); conversation_labels and
-operator_inbox_subscriptions, which have no tenant column, are reached through a join to a
-tenant-scoped table.
+Every statement filters every table it reads on the tenant (`tenant_id = $1`), so that on a
+database distributed by tenant (Citus) it runs on the node holding the tenant's rows.
 """
 
 # The Label shape (contract §4.8), from alias `l`.
@@ -17,7 +16,7 @@ SELECT i.id,
        EXISTS (
            SELECT 1
            FROM operator_inbox_subscriptions s
-           WHERE s.inbox_id = i.id AND s.operator_id = $3
+           WHERE s.tenant_id = $1 AND s.inbox_id = i.id AND s.operator_id = $3
        ) AS caller_subscribed
 FROM inboxes i
 WHERE i.tenant_id = $1 AND i.id = $2
@@ -39,7 +38,7 @@ FOR KEY SHARE
 INSERT_LABEL = f"""
 INSERT INTO labels AS l (tenant_id, inbox_id, name, color, created_by)
 VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (inbox_id, name) DO NOTHING
+ON CONFLICT (tenant_id, inbox_id, name) DO NOTHING
 RETURNING {LABEL_COLUMNS}
 """
 
@@ -79,7 +78,7 @@ SELECT c.inbox_id,
        EXISTS (
            SELECT 1
            FROM operator_inbox_subscriptions s
-           WHERE s.inbox_id = c.inbox_id AND s.operator_id = $3
+           WHERE s.tenant_id = $1 AND s.inbox_id = c.inbox_id AND s.operator_id = $3
        ) AS caller_subscribed
 FROM conversation_refs c
 WHERE c.tenant_id = $1 AND c.id = $2
@@ -97,21 +96,19 @@ FOR KEY SHARE
 
 # Idempotent: an existing attachment (also one a concurrent request just made) → nothing.
 # The join re-checks that the label belongs to the conversation's inbox at insert time.
-# $1 tenant_id, $2 conversation id, $3 label id
+# $1 tenant_id, $2 conversation id, $3 label id, $4 new row id
 ATTACH_LABEL = """
-INSERT INTO conversation_labels (conversation_id, label_id)
-SELECT c.id, l.id
+INSERT INTO conversation_labels (id, tenant_id, conversation_id, label_id)
+SELECT $4, c.tenant_id, c.id, l.id
 FROM conversation_refs c
-JOIN labels l ON l.tenant_id = c.tenant_id AND l.inbox_id = c.inbox_id
+JOIN labels l ON l.tenant_id = $1 AND l.inbox_id = c.inbox_id
 WHERE c.tenant_id = $1 AND c.id = $2 AND l.id = $3
-ON CONFLICT (conversation_id, label_id) DO NOTHING
+ON CONFLICT (tenant_id, conversation_id, label_id) DO NOTHING
 """
 
 # Idempotent: no attachment → nothing.
 # $1 tenant_id, $2 conversation id, $3 label id
 DETACH_LABEL = """
 DELETE FROM conversation_labels cl
-USING conversation_refs c
-WHERE c.id = cl.conversation_id AND c.tenant_id = $1
-  AND cl.conversation_id = $2 AND cl.label_id = $3
+WHERE cl.tenant_id = $1 AND cl.conversation_id = $2 AND cl.label_id = $3
 """

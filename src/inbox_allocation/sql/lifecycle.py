@@ -4,7 +4,9 @@ Each runs in a transaction that first locks the conversation row (LOCK_CONVERSAT
 concurrent transitions of one conversation are serialised and the second sees the first's
 result (fixes D-03/D-06: no lost updates from stale snapshots). FOR NO KEY UPDATE: foreign-key
 checks (label attachments, grace rows) need not wait. Statements returning conversation
-columns join the tenant (`t`) for the live priority.
+columns join the tenant (`t`) for the live priority; the updates return the row from a CTE
+and compute those columns outside it (a distributed database refuses now() and enum casts
+in RETURNING). Every table is filtered by the tenant ($1).
 """
 
 from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS
@@ -13,36 +15,48 @@ from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS
 LOCK_CONVERSATION = f"""
 SELECT {CONVERSATION_COLUMNS}
 FROM conversation_refs c
-JOIN tenants t ON t.id = c.tenant_id
+JOIN tenants t ON t.id = $1
 WHERE c.tenant_id = $1 AND c.id = $2
 FOR NO KEY UPDATE OF c
 """
 
 # $1 tenant_id, $2 conversation_id
 RESOLVE = f"""
-UPDATE conversation_refs c
-SET state = 'RESOLVED', resolved_at = now(), updated_at = now()
-FROM tenants t
-WHERE c.tenant_id = $1 AND c.id = $2 AND t.id = c.tenant_id
-RETURNING {CONVERSATION_COLUMNS}
+WITH updated AS (
+    UPDATE conversation_refs c
+    SET state = 'RESOLVED', resolved_at = now(), updated_at = now()
+    WHERE c.tenant_id = $1 AND c.id = $2
+    RETURNING c.*
+)
+SELECT {CONVERSATION_COLUMNS}
+FROM updated c
+JOIN tenants t ON t.id = $1
 """
 
 # $1 tenant_id, $2 conversation_id
 REQUEUE = f"""
-UPDATE conversation_refs c
-SET state = 'QUEUED', assigned_operator_id = NULL, updated_at = now()
-FROM tenants t
-WHERE c.tenant_id = $1 AND c.id = $2 AND t.id = c.tenant_id
-RETURNING {CONVERSATION_COLUMNS}
+WITH updated AS (
+    UPDATE conversation_refs c
+    SET state = 'QUEUED', assigned_operator_id = NULL, updated_at = now()
+    WHERE c.tenant_id = $1 AND c.id = $2
+    RETURNING c.*
+)
+SELECT {CONVERSATION_COLUMNS}
+FROM updated c
+JOIN tenants t ON t.id = $1
 """
 
 # $1 tenant_id, $2 conversation_id, $3 new operator_id
 REASSIGN = f"""
-UPDATE conversation_refs c
-SET assigned_operator_id = $3, updated_at = now()
-FROM tenants t
-WHERE c.tenant_id = $1 AND c.id = $2 AND t.id = c.tenant_id
-RETURNING {CONVERSATION_COLUMNS}
+WITH updated AS (
+    UPDATE conversation_refs c
+    SET assigned_operator_id = $3, updated_at = now()
+    WHERE c.tenant_id = $1 AND c.id = $2
+    RETURNING c.*
+)
+SELECT {CONVERSATION_COLUMNS}
+FROM updated c
+JOIN tenants t ON t.id = $1
 """
 
 # The reassign target: member of the tenant? subscribed to the inbox? available? Its status
@@ -52,9 +66,10 @@ RETURNING {CONVERSATION_COLUMNS}
 TARGET_OPERATOR = """
 SELECT o.id,
        (SELECT s.status::text FROM operator_status s
-        WHERE s.operator_id = o.id FOR SHARE) AS status,
+        WHERE s.tenant_id = $1 AND s.operator_id = o.id FOR SHARE) AS status,
        EXISTS (SELECT 1 FROM operator_inbox_subscriptions sub
-               WHERE sub.operator_id = o.id AND sub.inbox_id = $3) AS subscribed
+               WHERE sub.tenant_id = $1 AND sub.operator_id = o.id
+                 AND sub.inbox_id = $3) AS subscribed
 FROM operators o
 WHERE o.tenant_id = $1 AND o.id = $2
 """
@@ -64,21 +79,26 @@ WHERE o.tenant_id = $1 AND o.id = $2
 TARGET_INBOX = """
 SELECT i.id,
        EXISTS (SELECT 1 FROM operator_inbox_subscriptions sub
-               WHERE sub.inbox_id = i.id AND sub.operator_id = $3) AS assignee_subscribed
+               WHERE sub.tenant_id = $1 AND sub.inbox_id = i.id
+                 AND sub.operator_id = $3) AS assignee_subscribed
 FROM inboxes i
 WHERE i.tenant_id = $1 AND i.id = $2
 """
 
 # $1 tenant_id, $2 conversation_id, $3 target inbox_id, $4 deallocate (bool)
 MOVE_TO_INBOX = f"""
-UPDATE conversation_refs c
-SET inbox_id = $3,
-    state = CASE WHEN $4 THEN 'QUEUED'::conversation_state ELSE c.state END,
-    assigned_operator_id = CASE WHEN $4 THEN NULL ELSE c.assigned_operator_id END,
-    updated_at = now()
-FROM tenants t
-WHERE c.tenant_id = $1 AND c.id = $2 AND t.id = c.tenant_id
-RETURNING {CONVERSATION_COLUMNS}
+WITH updated AS (
+    UPDATE conversation_refs c
+    SET inbox_id = $3,
+        state = CASE WHEN $4 THEN 'QUEUED'::conversation_state ELSE c.state END,
+        assigned_operator_id = CASE WHEN $4 THEN NULL ELSE c.assigned_operator_id END,
+        updated_at = now()
+    WHERE c.tenant_id = $1 AND c.id = $2
+    RETURNING c.*
+)
+SELECT {CONVERSATION_COLUMNS}
+FROM updated c
+JOIN tenants t ON t.id = $1
 """
 
 # Labels belong to one inbox: a moved conversation keeps only labels of its new inbox
@@ -87,7 +107,7 @@ RETURNING {CONVERSATION_COLUMNS}
 DETACH_FOREIGN_INBOX_LABELS = """
 DELETE FROM conversation_labels cl
 USING labels l
-WHERE l.id = cl.label_id AND l.tenant_id = $1
+WHERE l.id = cl.label_id AND l.tenant_id = $1 AND cl.tenant_id = $1
   AND cl.conversation_id = $2 AND l.inbox_id <> $3
 """
 
@@ -95,8 +115,7 @@ WHERE l.id = cl.label_id AND l.tenant_id = $1
 # $1 tenant_id, $2 conversation_id
 DELETE_GRACE_ROW = """
 DELETE FROM grace_period_assignments g
-USING conversation_refs c
-WHERE c.id = g.conversation_id AND c.tenant_id = $1 AND g.conversation_id = $2
+WHERE g.tenant_id = $1 AND g.conversation_id = $2
 """
 
 # Taken right after LOCK_CONVERSATION when the conversation has a holder: a status change of
@@ -108,6 +127,6 @@ LOCK_HOLDER_STATUS = """
 SELECT s.operator_id
 FROM operator_status s
 JOIN operators o ON o.id = s.operator_id
-WHERE o.tenant_id = $1 AND s.operator_id = $2
+WHERE s.tenant_id = $1 AND o.tenant_id = $1 AND s.operator_id = $2
 FOR SHARE OF s
 """

@@ -1,9 +1,10 @@
 """Operators of a tenant. Every statement filters on the tenant (`tenant_id = $1`)."""
 
-# The columns of an Operator response (contract §4.5), from alias `o`.
+# The columns of an Operator response (contract §4.5), from alias `o`. The role comes as
+# the enum itself (asyncpg decodes it to its label): these columns are also RETURNed, where
+# a distributed database refuses the enum-to-text cast (not immutable).
 OPERATOR_COLUMNS = """
-    o.id, o.tenant_id, o.role::text AS role, o.max_concurrent_conversations, o.created_at,
-    o.updated_at
+    o.id, o.tenant_id, o.role, o.max_concurrent_conversations, o.created_at, o.updated_at
 """
 
 # One page of the tenant's operators, newest first, each row carrying the number of all of
@@ -37,10 +38,10 @@ RETURNING {OPERATOR_COLUMNS}
 """
 
 # Every new operator starts OFFLINE (contract §3.12).
-# $1 tenant_id, $2 operator_id
+# $1 tenant_id, $2 operator_id, $3 new row id
 INSERT_OFFLINE_STATUS = """
-INSERT INTO operator_status (operator_id, status)
-SELECT o.id, 'OFFLINE'
+INSERT INTO operator_status (id, tenant_id, operator_id, status)
+SELECT $3, o.tenant_id, o.id, 'OFFLINE'
 FROM operators o
 WHERE o.tenant_id = $1 AND o.id = $2
 """
@@ -81,7 +82,7 @@ LOCK_STATUS_FOR_DELETE = """
 SELECT s.operator_id
 FROM operator_status s
 JOIN operators o ON o.id = s.operator_id
-WHERE o.tenant_id = $1 AND s.operator_id = $2
+WHERE s.tenant_id = $1 AND o.tenant_id = $1 AND s.operator_id = $2
 FOR UPDATE OF s
 """
 
@@ -116,11 +117,28 @@ WITH requeued AS (
 )
 DELETE FROM grace_period_assignments g
 USING requeued r
-WHERE g.conversation_id = r.id
+WHERE g.tenant_id = $1 AND g.conversation_id = r.id
 """
 
-# Cascades (schema): status row, subscriptions, grace rows, idempotency keys; labels'
-# created_by and resolved conversations' assigned_operator_id become NULL.
+# Then the operator is cleared from the conversations it still holds (resolved ones) and
+# from the labels it created. The foreign keys are NO ACTION (a distributed database refuses
+# ON DELETE SET NULL on keys that include tenant_id), so these run before the delete, in its
+# transaction. Neither moves updated_at: this is bookkeeping, not a change of the row.
+# $1 tenant_id, $2 operator_id
+CLEAR_CONVERSATION_ASSIGNEE = """
+UPDATE conversation_refs c
+SET assigned_operator_id = NULL
+WHERE c.tenant_id = $1 AND c.assigned_operator_id = $2
+"""
+
+# $1 tenant_id, $2 operator_id
+CLEAR_LABEL_CREATOR = """
+UPDATE labels l
+SET created_by = NULL
+WHERE l.tenant_id = $1 AND l.created_by = $2
+"""
+
+# Cascades (schema): status row, subscriptions, grace rows, idempotency keys.
 # $1 tenant_id, $2 operator_id
 DELETE_OPERATOR = """
 DELETE FROM operators

@@ -22,7 +22,8 @@ available AS (
     FROM operator_inbox_subscriptions s
     JOIN operators o ON o.id = s.operator_id
     JOIN operator_status st ON st.operator_id = o.id
-    WHERE o.tenant_id = $1 AND st.status = 'AVAILABLE'
+    WHERE s.tenant_id = $1 AND o.tenant_id = $1 AND st.tenant_id = $1
+      AND st.status = 'AVAILABLE'
     GROUP BY s.inbox_id
 )
 SELECT i.id AS inbox_id,
@@ -43,14 +44,20 @@ ORDER BY i.created_at, i.id
 # Prometheus scrape: queued conversations and the oldest wait of every tenant, in one
 # aggregate over the QUEUED rows (partial indexes) joined to the tenants (a tenant with
 # nothing queued reports 0 and 0). Runs at most once per cache period per process, whatever
-# the scrape rate (observability.metrics).
+# the scrape rate (observability.metrics). Not a single-tenant statement, by design: on a
+# distributed database the aggregate runs on every node (grouped by the distribution
+# column) and the coordinator joins it to the tenants.
 QUEUE_BY_TENANT = """
 SELECT t.id::text AS tenant_id,
-       count(c.id)::bigint AS queued,
-       COALESCE(extract(epoch FROM greatest(now() - min(c.last_message_at), interval '0')),
+       COALESCE(q.queued, 0)::bigint AS queued,
+       COALESCE(extract(epoch FROM greatest(now() - q.oldest_queued_at, interval '0')),
                 0)::float8 AS oldest_wait_seconds
 FROM tenants t
-LEFT JOIN conversation_refs c ON c.tenant_id = t.id AND c.state = 'QUEUED'
-GROUP BY t.id
+LEFT JOIN (
+    SELECT c.tenant_id, count(*) AS queued, min(c.last_message_at) AS oldest_queued_at
+    FROM conversation_refs c
+    WHERE c.state = 'QUEUED'
+    GROUP BY c.tenant_id
+) AS q ON q.tenant_id = t.id
 ORDER BY t.id
 """

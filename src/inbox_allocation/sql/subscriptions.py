@@ -1,7 +1,7 @@
 """Operator ↔ inbox subscriptions.
 
-operator_inbox_subscriptions has no tenant_id column: every statement reaches it through
-the inbox and/or the operator, filtered by `tenant_id = $1`.
+Every statement filters every table it reads on the tenant ($1), so that on a database
+distributed by tenant (Citus) it runs on the node holding the tenant's rows.
 """
 
 # Existence checks that also keep the row from being deleted until the transaction ends
@@ -35,7 +35,7 @@ SELECT s.id, s.operator_id, s.inbox_id, s.created_at, count(*) OVER () AS total
 FROM operator_inbox_subscriptions s
 JOIN inboxes i ON i.id = s.inbox_id AND i.tenant_id = $1
 JOIN operators o ON o.id = s.operator_id AND o.tenant_id = $1
-WHERE s.inbox_id = $2
+WHERE s.tenant_id = $1 AND s.inbox_id = $2
 ORDER BY s.created_at, s.operator_id
 LIMIT $3 OFFSET $4
 """
@@ -46,7 +46,7 @@ SELECT count(*)
 FROM operator_inbox_subscriptions s
 JOIN inboxes i ON i.id = s.inbox_id AND i.tenant_id = $1
 JOIN operators o ON o.id = s.operator_id AND o.tenant_id = $1
-WHERE s.inbox_id = $2
+WHERE s.tenant_id = $1 AND s.inbox_id = $2
 """
 
 # One page of an operator's subscriptions (oldest first, then inbox id), with `total`.
@@ -56,7 +56,7 @@ SELECT s.id, s.operator_id, s.inbox_id, s.created_at, count(*) OVER () AS total
 FROM operator_inbox_subscriptions s
 JOIN inboxes i ON i.id = s.inbox_id AND i.tenant_id = $1
 JOIN operators o ON o.id = s.operator_id AND o.tenant_id = $1
-WHERE s.operator_id = $2
+WHERE s.tenant_id = $1 AND s.operator_id = $2
 ORDER BY s.created_at, s.inbox_id
 LIMIT $3 OFFSET $4
 """
@@ -67,7 +67,7 @@ SELECT count(*)
 FROM operator_inbox_subscriptions s
 JOIN inboxes i ON i.id = s.inbox_id AND i.tenant_id = $1
 JOIN operators o ON o.id = s.operator_id AND o.tenant_id = $1
-WHERE s.operator_id = $2
+WHERE s.tenant_id = $1 AND s.operator_id = $2
 """
 
 # Subscribe; an existing pair inserts nothing (no row returned). The inbox and the operator
@@ -75,12 +75,12 @@ WHERE s.operator_id = $2
 # the tenant filter repeats that here.
 # $1 tenant_id, $2 inbox_id, $3 operator_id, $4 new subscription id
 INSERT_SUBSCRIPTION = """
-INSERT INTO operator_inbox_subscriptions AS s (id, operator_id, inbox_id)
-SELECT $4, o.id, i.id
+INSERT INTO operator_inbox_subscriptions AS s (id, tenant_id, operator_id, inbox_id)
+SELECT $4, i.tenant_id, o.id, i.id
 FROM inboxes i
-JOIN operators o ON o.tenant_id = i.tenant_id
-WHERE i.tenant_id = $1 AND i.id = $2 AND o.id = $3
-ON CONFLICT (operator_id, inbox_id) DO NOTHING
+JOIN operators o ON o.tenant_id = $1 AND o.id = $3
+WHERE i.tenant_id = $1 AND i.id = $2
+ON CONFLICT (tenant_id, operator_id, inbox_id) DO NOTHING
 RETURNING s.id, s.operator_id, s.inbox_id, s.created_at
 """
 
@@ -89,14 +89,13 @@ GET_SUBSCRIPTION = """
 SELECT s.id, s.operator_id, s.inbox_id, s.created_at
 FROM operator_inbox_subscriptions s
 JOIN inboxes i ON i.id = s.inbox_id AND i.tenant_id = $1
-WHERE s.inbox_id = $2 AND s.operator_id = $3
+WHERE s.tenant_id = $1 AND s.inbox_id = $2 AND s.operator_id = $3
 """
 
 # $1 tenant_id, $2 inbox_id, $3 operator_id
 DELETE_SUBSCRIPTION = """
 DELETE FROM operator_inbox_subscriptions s
-USING inboxes i
-WHERE i.id = s.inbox_id AND i.tenant_id = $1 AND s.inbox_id = $2 AND s.operator_id = $3
+WHERE s.tenant_id = $1 AND s.inbox_id = $2 AND s.operator_id = $3
 """
 
 # Unsubscribing returns the operator's conversations in that inbox to the queue (D-37) and
@@ -112,5 +111,5 @@ WITH requeued AS (
 )
 DELETE FROM grace_period_assignments g
 USING requeued r
-WHERE g.conversation_id = r.id
+WHERE g.tenant_id = $1 AND g.conversation_id = r.id
 """

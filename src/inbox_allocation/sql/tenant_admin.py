@@ -23,10 +23,10 @@ VALUES ($2, $1, 'ADMIN')
 """
 
 # Every new operator starts OFFLINE (contract §3.12).
-# $1 tenant_id, $2 operator_id
+# $1 tenant_id, $2 operator_id, $3 new row id
 INSERT_ADMIN_STATUS = """
-INSERT INTO operator_status (operator_id, status)
-SELECT o.id, 'OFFLINE'
+INSERT INTO operator_status (id, tenant_id, operator_id, status)
+SELECT $3, o.tenant_id, o.id, 'OFFLINE'
 FROM operators o
 WHERE o.tenant_id = $1 AND o.id = $2
 """
