@@ -47,20 +47,24 @@ pytestmark = pytest.mark.citus_only(reason="routing to one shard is a property o
 ONE_SHARD_ONLY = "citus.multi_task_query_log_level=error"
 
 
-@pytest.fixture
-def guarded_settings(settings: Settings) -> Settings:
-    """The test settings on connections that refuse any statement on more than one shard."""
-    separator = "&" if "?" in settings.dsn else "?"
-    return settings.model_copy(
-        update={
-            "database_url": f"{settings.dsn}{separator}{ONE_SHARD_ONLY}",
-            "db_min_conns": 1,
-            "db_max_conns": 4,
-        }
+@pytest.fixture(scope="module")
+def guarded_settings(dsn: str) -> Settings:
+    """The test settings on connections that refuse any statement on more than one shard
+    (asyncpg passes the URL's unknown query parameters as session settings)."""
+    separator = "&" if "?" in dsn else "?"
+    return Settings(
+        database_url=f"{dsn}{separator}{ONE_SHARD_ONLY}",
+        db_min_conns=1,
+        db_max_conns=4,
+        # The workers run explicitly below, not on their schedule.
+        grace_period_interval=timedelta(hours=1),
+        queue_aging_interval=timedelta(hours=1),
+        idempotency_cleanup_interval=timedelta(hours=1),
+        log_level="warning",
     )
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def guarded_client(guarded_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     application = create_app(guarded_settings)
     async with application.router.lifespan_context(application):
@@ -69,7 +73,7 @@ async def guarded_client(guarded_settings: Settings) -> AsyncIterator[httpx.Asyn
             yield http
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def guarded_db(guarded_settings: Settings) -> AsyncIterator[Database]:
     """What the background workers get, without the app (whose own start-up runs of the
     workers would race with the rows a test arranges)."""
