@@ -102,6 +102,14 @@ def wait_ready(
         time.sleep(0.1)
 
 
+async def is_citus(db: asyncpg.Pool) -> bool:
+    """Whether the database is a Citus coordinator (TEST_DB_ENGINE=citus)."""
+    found: bool = await db.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')"
+    )
+    return found
+
+
 async def lock_waiters(db: asyncpg.Pool, application_name: str = "inbox-allocation") -> int:
     """How many sessions of `application_name` are waiting for a lock.
 
@@ -110,8 +118,7 @@ async def lock_waiters(db: asyncpg.Pool, application_name: str = "inbox-allocati
     session only shows that it waits for that node, so the count comes from
     citus_lock_waits, the cluster-wide wait graph, which names sessions by global pid.
     """
-    citus = await db.fetchval("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')")
-    if citus:
+    if await is_citus(db):
         query = (
             "SELECT count(DISTINCT w.waiting_gpid) FROM citus_lock_waits w "
             "JOIN citus_stat_activity a ON a.global_pid = w.waiting_gpid "

@@ -24,10 +24,11 @@ import pytest_asyncio
 from inbox_allocation.app import create_app
 from inbox_allocation.config import Settings
 from inbox_allocation.db import migrations
+from inbox_allocation.db.citus_cluster import CitusCluster
 from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherConfig
 from inbox_allocation.db.seed import seed_database
-from tests.helpers import free_port, world_traversable_tempdir
-from tests.seed_ids import ACME_MANAGER, ACME_OP4, ACME_OP5, ACME_OP7, conversation, headers
+from tests.helpers import free_port, is_citus, world_traversable_tempdir
+from tests.seed_ids import ACME, ACME_MANAGER, ACME_OP4, ACME_OP5, ACME_OP7, conversation, headers
 
 OUTAGE_SECONDS = 10.0
 FAIL_FAST_SECONDS = 2.0
@@ -46,19 +47,30 @@ class Outcome:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def own_database() -> AsyncIterator[tuple[EmbeddedPostgres, LauncherConfig]]:
+async def own_database(db_engine: str) -> AsyncIterator[tuple[EmbeddedPostgres, LauncherConfig]]:
+    """A database of its own to stop and restart: a PostgreSQL server, or on Citus a cluster
+    whose coordinator (the server the service talks to) is the one stopped."""
     base = world_traversable_tempdir("inbox-allocation-outage-")
-    config = LauncherConfig(
-        data_dir=base / "pg", port=free_port(), user="test", password="test",
-        database="outage", fsync=False,
-    )  # fmt: skip
-    server = EmbeddedPostgres(config).start()
-    migrations.upgrade(server.dsn)
-    await seed_database(server.dsn)
+    cluster: CitusCluster | None = None
+    if db_engine == "citus":
+        cluster = CitusCluster(base, user="test", password="test", database="outage", fsync=False)
+        server = cluster.start().node(0)
+        config = server.config
+    else:
+        config = LauncherConfig(
+            data_dir=base / "pg", port=free_port(), user="test", password="test",
+            database="outage", fsync=False,
+        )  # fmt: skip
+        server = EmbeddedPostgres(config).start()
     try:
+        migrations.upgrade(server.dsn)
+        await seed_database(server.dsn)
         yield server, config
     finally:
-        server.stop()
+        if cluster is not None:
+            cluster.stop()  # the coordinator's object carries the restarted process
+        else:
+            server.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -168,13 +180,22 @@ async def test_outage_fails_fast_and_recovers(
 
 
 async def _backend_waiting_for_lock(db: asyncpg.Pool, fragment: str) -> int:
+    """The session running a statement with `fragment` that waits for a lock: its pid, or on
+    Citus its global pid (the wait happens on a worker; citus_lock_waits names the
+    coordinator's session by global pid, which Citus's pg_terminate_backend accepts)."""
+    if await is_citus(db):
+        query = (
+            "SELECT waiting_gpid FROM citus_lock_waits "
+            "WHERE blocked_statement LIKE '%' || $1 || '%' LIMIT 1"
+        )
+    else:
+        query = (
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid() LIMIT 1"
+        )
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        pid = await db.fetchval(
-            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid() LIMIT 1",
-            fragment,
-        )
+        pid = await db.fetchval(query, fragment)
         if pid is not None:
             return int(pid)
         await asyncio.sleep(0.02)
@@ -183,14 +204,14 @@ async def _backend_waiting_for_lock(db: asyncpg.Pool, fragment: str) -> int:
 
 @contextlib.asynccontextmanager
 async def _row_locked(db: asyncpg.Pool, lock_sql: str, key: uuid.UUID) -> AsyncIterator[None]:
-    """Hold the row lock of `lock_sql` ($1 = key) in a transaction of its own for the block,
-    so the request under test waits on it and its backend can be killed meanwhile."""
+    """Hold the row lock of `lock_sql` ($1 = Acme, $2 = key) in a transaction of its own for
+    the block, so the request under test waits on it and its backend can be killed meanwhile."""
     async with db.acquire() as holder, holder.transaction():
-        await holder.execute(lock_sql, key)
+        await holder.execute(lock_sql, uuid.UUID(ACME), key)
         yield
 
 
-LOCK_CONVERSATION = "SELECT 1 FROM conversation_refs WHERE id = $1 FOR UPDATE"
+LOCK_CONVERSATION = "SELECT 1 FROM conversation_refs WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
 
 
 async def test_transaction_killed_before_commit_is_retried_once(
@@ -203,7 +224,7 @@ async def test_transaction_killed_before_commit_is_retried_once(
             json={"conversation_id": conversation(5)},
         ))  # fmt: skip
         victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
-        await db.execute("SELECT pg_terminate_backend($1)", victim)
+        await db.execute("SELECT pg_terminate_backend($1::bigint)", victim)
         retried = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
         assert retried != victim  # the retry runs on a fresh connection
     response = await request
@@ -222,7 +243,7 @@ async def test_transaction_killed_twice_fails_cleanly(
         ))  # fmt: skip
         for _ in range(2):
             victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
-            await db.execute("SELECT pg_terminate_backend($1)", victim)
+            await db.execute("SELECT pg_terminate_backend($1::bigint)", victim)
     response = await request
     assert (response.status_code, response.json()["error"]["code"]) == (503, "DB_UNAVAILABLE")
     row = await db.fetchrow(
@@ -239,11 +260,13 @@ async def test_single_statement_killed_fails_cleanly(
     """/allocate is one autocommit statement: a lost connection may or may not have committed
     it, so it is never retried — it fails with 503 and, killed mid-statement, applied nothing."""
     before = await db.fetchval("SELECT count(*) FROM conversation_refs WHERE state = 'ALLOCATED'")
-    lock_status = "SELECT 1 FROM operator_status WHERE operator_id = $1 FOR UPDATE"
+    lock_status = (
+        "SELECT 1 FROM operator_status WHERE tenant_id = $1 AND operator_id = $2 FOR UPDATE"
+    )
     async with _row_locked(db, lock_status, uuid.UUID(ACME_OP4)):
         request = asyncio.create_task(client.post("/api/v1/allocate", headers=headers(ACME_OP4)))
         victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF s")
-        await db.execute("SELECT pg_terminate_backend($1)", victim)
+        await db.execute("SELECT pg_terminate_backend($1::bigint)", victim)
     response = await request
     assert (response.status_code, response.json()["error"]["code"]) == (503, "DB_UNAVAILABLE")
     after = await db.fetchval("SELECT count(*) FROM conversation_refs WHERE state = 'ALLOCATED'")
