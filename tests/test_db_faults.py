@@ -202,6 +202,14 @@ async def _backend_waiting_for_lock(db: asyncpg.Pool, fragment: str) -> int:
     raise AssertionError(f"no backend waiting on a lock in a query with {fragment!r}")
 
 
+async def _terminate(db: asyncpg.Pool, pid: int) -> None:
+    """Terminate the backend and wait (up to 5 s) until it is gone, so that the next look for
+    a waiting backend cannot find the dying one again. Citus adds pg_terminate_backend for
+    global pids (bigint) beside PostgreSQL's (integer)."""
+    cast = "bigint" if await is_citus(db) else "integer"
+    await db.execute(f"SELECT pg_terminate_backend($1::{cast}, 5000)", pid)
+
+
 @contextlib.asynccontextmanager
 async def _row_locked(db: asyncpg.Pool, lock_sql: str, key: uuid.UUID) -> AsyncIterator[None]:
     """Hold the row lock of `lock_sql` ($1 = Acme, $2 = key) in a transaction of its own for
@@ -224,7 +232,7 @@ async def test_transaction_killed_before_commit_is_retried_once(
             json={"conversation_id": conversation(5)},
         ))  # fmt: skip
         victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
-        await db.execute("SELECT pg_terminate_backend($1::bigint)", victim)
+        await _terminate(db, victim)
         retried = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
         assert retried != victim  # the retry runs on a fresh connection
     response = await request
@@ -243,7 +251,7 @@ async def test_transaction_killed_twice_fails_cleanly(
         ))  # fmt: skip
         for _ in range(2):
             victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
-            await db.execute("SELECT pg_terminate_backend($1::bigint)", victim)
+            await _terminate(db, victim)
     response = await request
     assert (response.status_code, response.json()["error"]["code"]) == (503, "DB_UNAVAILABLE")
     row = await db.fetchrow(
@@ -266,7 +274,7 @@ async def test_single_statement_killed_fails_cleanly(
     async with _row_locked(db, lock_status, uuid.UUID(ACME_OP4)):
         request = asyncio.create_task(client.post("/api/v1/allocate", headers=headers(ACME_OP4)))
         victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF s")
-        await db.execute("SELECT pg_terminate_backend($1::bigint)", victim)
+        await _terminate(db, victim)
     response = await request
     assert (response.status_code, response.json()["error"]["code"]) == (503, "DB_UNAVAILABLE")
     after = await db.fetchval("SELECT count(*) FROM conversation_refs WHERE state = 'ALLOCATED'")
