@@ -126,8 +126,11 @@ async def test_outage_fails_fast_and_recovers(
             assert health.json()["data"]["checks"]["database"]["status"] == "unhealthy"
             await asyncio.sleep(OUTAGE_SECONDS - 0.5)
 
-            up_at = time.monotonic()
+            restart_at = time.monotonic()
             restarted = await asyncio.to_thread(EmbeddedPostgres(config).start)
+            # Back = accepting connections again (a Citus coordinator takes longer to start on
+            # a busy machine; what is measured is how fast the service notices).
+            up_at = time.monotonic()
             recovered_at = None
             while time.monotonic() - up_at < RECOVERY_SECONDS + 5:
                 probe = await client.get("/api/v1/operator/status", headers=headers(ACME_OP4))
@@ -141,7 +144,7 @@ async def test_outage_fails_fast_and_recovers(
             assert (await client.get("/ready")).status_code == 200
 
     server.process, server.attached_pid = restarted.process, None  # the fixture stops it
-    during = [o for o in outcomes if down_at + 0.2 < o.sent < up_at]
+    during = [o for o in outcomes if down_at + 0.2 < o.sent < restart_at]
     assert during, "no request was sent during the outage"
     assert all(o.status == 503 and o.code == "DB_UNAVAILABLE" for o in during), {
         (o.status, o.code) for o in during
