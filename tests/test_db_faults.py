@@ -182,23 +182,28 @@ async def test_outage_fails_fast_and_recovers(
 # --- backends killed in the middle of a request ---------------------------------------------
 
 
-async def _backend_waiting_for_lock(db: asyncpg.Pool, fragment: str) -> int:
-    """The session running a statement with `fragment` that waits for a lock: its pid, or on
-    Citus its global pid (the wait happens on a worker; citus_lock_waits names the
+async def _backend_waiting_for_lock(
+    db: asyncpg.Pool, fragment: str, killed: tuple[int, ...] = ()
+) -> int:
+    """A backend waiting for a lock in a query containing `fragment`, other than those in
+    `killed` (a terminated backend can still be listed as waiting for a moment): its pid, or
+    on Citus its global pid (the wait happens on a worker; citus_lock_waits names the
     coordinator's session by global pid, which Citus's pg_terminate_backend accepts)."""
     if await is_citus(db):
         query = (
             "SELECT waiting_gpid FROM citus_lock_waits "
-            "WHERE blocked_statement LIKE '%' || $1 || '%' LIMIT 1"
+            "WHERE blocked_statement LIKE '%' || $1 || '%' "
+            "AND waiting_gpid <> ALL($2::bigint[]) LIMIT 1"
         )
     else:
         query = (
             "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid() LIMIT 1"
+            "AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid() "
+            "AND pid <> ALL($2::int[]) LIMIT 1"
         )
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        pid = await db.fetchval(query, fragment)
+        pid = await db.fetchval(query, fragment, list(killed))
         if pid is not None:
             return int(pid)
         await asyncio.sleep(0.02)
@@ -236,7 +241,7 @@ async def test_transaction_killed_before_commit_is_retried_once(
         ))  # fmt: skip
         victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
         await _terminate(db, victim)
-        retried = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
+        retried = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c", (victim,))
         assert retried != victim  # the retry runs on a fresh connection
     response = await request
     assert response.status_code == 200
@@ -252,9 +257,11 @@ async def test_transaction_killed_twice_fails_cleanly(
             "/api/v1/deallocate", headers=headers(ACME_MANAGER),
             json={"conversation_id": conversation(5)},
         ))  # fmt: skip
+        killed: tuple[int, ...] = ()
         for _ in range(2):
-            victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
+            victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c", killed)
             await _terminate(db, victim)
+            killed += (victim,)
     response = await request
     assert (response.status_code, response.json()["error"]["code"]) == (503, "DB_UNAVAILABLE")
     row = await db.fetchrow(

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from inbox_allocation.db import migrations
 from inbox_allocation.db.launcher import EmbeddedPostgres
@@ -347,3 +348,58 @@ async def test_tenant_keyed_check_finds_a_table_that_is_not(pg_server: EmbeddedP
         ]
     finally:
         await conn.close()
+
+
+async def _version(conn: asyncpg.Connection) -> str:
+    return str(await conn.fetchval("SELECT version_num FROM alembic_version"))
+
+
+async def test_tenant_keyed_upgrade_refuses_rows_across_tenants(
+    pg_server: EmbeddedPostgres,
+) -> None:
+    """A subscription of one tenant's operator to another tenant's inbox (never made by the
+    API) cannot get one tenant_id: the upgrade fails on the foreign keys and changes nothing."""
+    dsn = _fresh_database(pg_server, "migration_tenant_keyed_cross")
+    migrations.upgrade(dsn, "0005")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("""
+            INSERT INTO tenants (id, name) VALUES
+                ('10000000-0000-0000-0000-0000000000aa', 'A'),
+                ('10000000-0000-0000-0000-0000000000bb', 'B');
+            INSERT INTO operators (id, tenant_id) VALUES
+                ('30000000-0000-0000-0000-0000000000aa', '10000000-0000-0000-0000-0000000000aa');
+            INSERT INTO inboxes (id, tenant_id, phone_number, display_name) VALUES
+                ('20000000-0000-0000-0000-0000000000bb', '10000000-0000-0000-0000-0000000000bb',
+                 '+15550008888', 'B inbox');
+            INSERT INTO operator_inbox_subscriptions (operator_id, inbox_id) VALUES
+                ('30000000-0000-0000-0000-0000000000aa', '20000000-0000-0000-0000-0000000000bb');
+        """)
+        rows = await _rows(conn)
+        with pytest.raises(DBAPIError, match="violates foreign key constraint"):
+            migrations.upgrade(dsn)
+        assert await _version(conn) == "0005"
+        assert await _rows(conn) == rows
+    finally:
+        await conn.close()
+
+
+async def test_tenant_keyed_upgrade_gives_up_on_a_held_lock(pg_server: EmbeddedPostgres) -> None:
+    """lock_timeout: with a transaction holding a lock on a table, the upgrade fails (after
+    the 5 s lock_timeout) instead of queueing everything behind it, and changes nothing."""
+    dsn = _fresh_database(pg_server, "migration_tenant_keyed_lock")
+    migrations.upgrade(dsn, "0005")
+    holder = await asyncpg.connect(dsn)
+    try:
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE operator_status IN ACCESS SHARE MODE")
+            with pytest.raises(DBAPIError, match="lock timeout"):
+                migrations.upgrade(dsn)
+        assert await _version(holder) == "0005"
+        columns = await holder.fetch(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'operator_status' AND column_name = 'tenant_id'"
+        )
+        assert columns == []
+    finally:
+        await holder.close()

@@ -14,6 +14,9 @@ be answered from one tenant's rows:
   those columns itself, in the transaction that deletes the operator;
 - every foreign key has an index that leads with its columns, so a cascading or checking
   delete of a parent reads an index, never the whole child table.
+Rows that tie two tenants together (a subscription of one tenant's operator to another's
+inbox: impossible through the API) make the upgrade fail on the new foreign keys, changing
+nothing.
 
 On Citus (the `citus` extension installed), the same migration distributes the tables
 (`inbox_allocation.db.migrations.distribute_by_tenant`): `tenants` becomes a reference
@@ -23,6 +26,10 @@ environment variable CITUS_SHARD_COUNT, else Citus's `citus.shard_count` (defaul
 clusters use 4). `citus.enable_unsafe_triggers` is switched on for the migration's
 transaction only: Citus refuses to distribute a table with triggers otherwise (the
 priority-key and aged-flag triggers of conversation_refs, which then run on the shards).
+Moving the rows into the shards fires those BEFORE INSERT triggers: a conversation's
+priority_score (the priority at its last write, never reported: the API computes the live
+one) and its `aged` hint are refreshed as of the migration; every other value is kept, and
+so are all rows and relationships (checked on a three-node cluster, down and up again).
 
 lock_timeout: every ALTER TABLE here takes an ACCESS EXCLUSIVE lock. Waiting for one behind
 a long transaction (a slow request, a sweeper batch, an open psql session) would queue every

@@ -158,11 +158,15 @@ def distribute_by_tenant(tables: list[str], *, reference: tuple[str, ...] = ()) 
 
 
 def undistribute(tables: list[str]) -> None:
-    """On Citus: turn distributed or reference `tables` back into local tables (rows come
-    back to the coordinator), for downgrades. Drop their foreign keys first. No-op on plain
-    PostgreSQL."""
+    """On Citus: turn those of `tables` that are distributed or reference tables back into
+    local tables (rows come back to the coordinator), for downgrades. Drop their foreign keys
+    first. No-op on plain PostgreSQL."""
     if not citus_installed():
         return
     _citus_session()
+    query = text(
+        "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = CAST(:t AS regclass))"
+    )
     for table in tables:
-        op.execute(f"SELECT undistribute_table('{table}')")
+        if op.get_bind().execute(query, {"t": table}).scalar():
+            op.execute(f"SELECT undistribute_table('{table}')")
