@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -14,6 +16,14 @@ import httpx
 from inbox_allocation.db.launcher import free_port, world_traversable_tempdir
 
 __all__ = ["free_port", "world_traversable_tempdir"]
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_pytest() -> None:  # pragma: no cover - runs in the child before exec
+    """`preexec_fn` for a service a test starts: SIGTERM when the test process dies, so even a
+    SIGKILLed pytest leaves no service (and so no database of the service's) behind."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _stat_fields(pid: int) -> list[str] | None:
