@@ -32,8 +32,8 @@ LOCKS := service: service-otel:otel run:embedded dev:dev bench:dev,bench
 UV_VERSION := 0.13.9
 LOCK_VENV := build/lock-tools
 
-.PHONY: help setup db-up db-down migrate-up migrate-down seed build run test lint format \
-        openapi docs-check console-check bench bench-events stress lock clean
+.PHONY: help setup db-up db-down migrate-up migrate-down seed build run test test-citus lint \
+        format openapi docs-check console-check bench bench-events stress lock clean
 
 help: ## Show this help
 	@if [ -t 1 ]; then on=$$'\033[36m'; off=$$'\033[0m'; else on=; off=; fi; \
@@ -88,6 +88,10 @@ run: $(RUN_STAMP) ## Run the service on http://localhost:8080 (starts the embedd
 
 test: $(DEV_STAMP) ## Run the test suite (starts its own PostgreSQL)
 	@$(BIN)/pytest $(PYTEST_ARGS)
+
+test-citus: $(DEV_STAMP) ## Run the test suite on a Citus cluster (coordinator + 2 workers; builds Citus once)
+	@$(BIN)/python -m inbox_allocation.db.citus_build >/dev/null
+	@TEST_DB_ENGINE=citus $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP) ## ruff check, ruff format --check, mypy (strict)
 	@$(BIN)/ruff check .

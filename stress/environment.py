@@ -1,4 +1,5 @@
-"""The processes under test: a fresh embedded PostgreSQL and the service (2+ workers).
+"""The processes under test: a fresh embedded PostgreSQL (or a Citus cluster of a coordinator
+and two workers, `--engine citus`) and the service (2+ workers).
 
 The service runs as `python -m inbox_allocation serve` in its own session and process group,
 with a parent-death signal, so neither a crash of the harness nor a stuck worker leaves a
@@ -22,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from inbox_allocation.db import migrations
+from inbox_allocation.db.citus_cluster import CitusCluster
 from inbox_allocation.db.launcher import (
     EmbeddedPostgres,
     LauncherConfig,
@@ -33,9 +35,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PR_SET_PDEATHSIG = 1
 
 
+ENGINES = ("postgres", "citus")
+
+
 @dataclass
 class Database:
-    server: EmbeddedPostgres
+    server: EmbeddedPostgres | CitusCluster  # the service talks to the coordinator of a cluster
     base: Path
 
     @property
@@ -49,11 +54,23 @@ class Database:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
-def start_database(settings: dict[str, str] | None = None) -> Database:
+def start_database(settings: dict[str, str] | None = None, engine: str = "postgres") -> Database:
     """Fresh cluster (fsync off), migrated to head. Must run on the main thread before any
     other thread exists (the launcher's parent-death signal is per thread)."""
     base = world_traversable_tempdir("inbox-stress-")
     pg_bin = os.environ.get("PG_BIN_DIR")
+    server: EmbeddedPostgres | CitusCluster
+    if engine == "citus":
+        server = CitusCluster(
+            base_dir=base,
+            user="stress",
+            password="stress",  # noqa: S106 - a throwaway local cluster
+            database="stress",
+            fsync=False,
+            bin_dir=Path(pg_bin) if pg_bin else None,
+            settings={"max_connections": "300", **(settings or {})},
+        )
+        return _migrated(server, base)
     config = LauncherConfig(
         data_dir=base / "pg",
         port=free_port(),
@@ -64,8 +81,12 @@ def start_database(settings: dict[str, str] | None = None) -> Database:
         fsync=False,
         settings={"max_connections": "300", **(settings or {})},
     )
+    return _migrated(EmbeddedPostgres(config), base)
+
+
+def _migrated(server: EmbeddedPostgres | CitusCluster, base: Path) -> Database:
     try:
-        server = EmbeddedPostgres(config).start()
+        server.start()
     except BaseException:
         shutil.rmtree(base, ignore_errors=True)
         raise

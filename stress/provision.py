@@ -108,7 +108,8 @@ async def snapshot(conn: asyncpg.Connection) -> FinalRows:
         )
         operators = await conn.fetch(
             "SELECT o.id::text, o.tenant_id::text, s.status::text, o.max_concurrent_conversations "
-            "FROM operators o LEFT JOIN operator_status s ON s.operator_id = o.id ORDER BY o.id"
+            "FROM operators o LEFT JOIN operator_status s "
+            "ON s.tenant_id = o.tenant_id AND s.operator_id = o.id ORDER BY o.id"
         )
         inboxes = await conn.fetch("SELECT id::text, tenant_id::text FROM inboxes")
     return FinalRows(

@@ -38,12 +38,13 @@ WHERE c.tenant_id = $1 AND c.state = 'QUEUED'
 TAKERS = """
 SELECT o.id::text AS id
 FROM operators o
-JOIN operator_status s ON s.operator_id = o.id
+JOIN operator_status s ON s.tenant_id = o.tenant_id AND s.operator_id = o.id
 WHERE o.tenant_id = $1 AND s.status = 'AVAILABLE'
   AND (o.max_concurrent_conversations IS NULL
        OR o.max_concurrent_conversations > (
            SELECT count(*) FROM conversation_refs c
-           WHERE c.assigned_operator_id = o.id AND c.state = 'ALLOCATED'))
+           WHERE c.tenant_id = o.tenant_id AND c.assigned_operator_id = o.id
+             AND c.state = 'ALLOCATED'))
 """
 
 

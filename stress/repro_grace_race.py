@@ -65,7 +65,7 @@ ENDINGS = {"resolve": "resolve", "deallocate": "deallocate", "move": "move_inbox
 STALE = """
 SELECT c.state::text AS state, c.assigned_operator_id::text AS operator
 FROM grace_period_assignments g
-JOIN conversation_refs c ON c.id = g.conversation_id
+JOIN conversation_refs c ON c.tenant_id = g.tenant_id AND c.id = g.conversation_id
 WHERE g.conversation_id = $1 AND g.operator_id = $2
   AND NOT (c.state = 'ALLOCATED' AND c.assigned_operator_id = g.operator_id)
 """

@@ -22,7 +22,7 @@ import uvloop
 
 from stress import provision
 from stress.checker import CheckReport, check
-from stress.environment import REPO_ROOT, Service, StopResult, start_database
+from stress.environment import ENGINES, REPO_ROOT, Service, StopResult, start_database
 from stress.eventlog import EventLogWriter, load_events
 from stress.load import LoadProfile, run_load
 from stress.model import FinalRows, World, build_world
@@ -159,8 +159,8 @@ def execute(
     """Database, service, load, snapshot; always stops the service and the database."""
     began = time.monotonic()
     phases: dict[str, str] = {}
-    database = start_database()
-    phases["postgres+migrate"] = f"{time.monotonic() - began:.1f}s"
+    database = start_database(engine=args.engine)
+    phases[f"{args.engine}+migrate"] = f"{time.monotonic() - began:.1f}s"
     service: Service | None = None
     stop: StopResult | None = None
     log = EventLogWriter(run_dir / "events.jsonl")
@@ -248,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
     meta: dict[str, Any] = {
         "profile": name,
         "seed": seed,
+        "engine": args.engine,
         "workers": args.workers,
         "worker_pids": ",".join(map(str, done.workers)),
         "operators": sum(len(t.staff) for t in world.tenants),
@@ -333,6 +334,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=float, help="override the profile's load time (s)")
     parser.add_argument("--workers", type=int, default=2, help="service worker processes")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="postgres",
+        help="citus: a coordinator and two workers on 127.0.0.1 (Citus built once if needed)",
+    )
     parser.add_argument("--operators", type=int, default=64)
     parser.add_argument("--db-max-conns", type=int, help="DB_MAX_CONNS per worker")
     parser.add_argument("--seed", type=int)

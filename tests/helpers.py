@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 # Re-exported: the tests take them from here, the launcher owns them.
 from inbox_allocation.db.launcher import free_port, world_traversable_tempdir
 
 __all__ = ["free_port", "world_traversable_tempdir"]
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_pytest() -> None:  # pragma: no cover - runs in the child before exec
+    """`preexec_fn` for a service a test starts: SIGTERM when the test process dies, so even a
+    SIGKILLed pytest leaves no service (and so no database of the service's) behind."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -99,3 +110,34 @@ def wait_ready(
         if time.monotonic() > deadline:
             raise AssertionError(f"the service was not ready within {timeout:.0f} s")
         time.sleep(0.1)
+
+
+async def is_citus(db: asyncpg.Pool) -> bool:
+    """Whether the database is a Citus coordinator (TEST_DB_ENGINE=citus)."""
+    found: bool = await db.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')"
+    )
+    return found
+
+
+async def lock_waiters(db: asyncpg.Pool, application_name: str = "inbox-allocation") -> int:
+    """How many sessions of `application_name` are waiting for a lock.
+
+    Plain PostgreSQL shows it in pg_stat_activity. On Citus the waiting happens on the node
+    that holds the rows (a worker; every node for a reference table) while the coordinator's
+    session only shows that it waits for that node, so the count comes from
+    citus_lock_waits, the cluster-wide wait graph, which names sessions by global pid.
+    """
+    if await is_citus(db):
+        query = (
+            "SELECT count(DISTINCT w.waiting_gpid) FROM citus_lock_waits w "
+            "JOIN citus_stat_activity a ON a.global_pid = w.waiting_gpid "
+            "WHERE a.application_name = $1"
+        )
+    else:
+        query = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = $1 AND wait_event_type = 'Lock'"
+        )
+    count: int = await db.fetchval(query, application_name)
+    return count

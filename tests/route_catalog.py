@@ -822,18 +822,22 @@ UNION SELECT i.phone_number FROM inboxes i WHERE i.tenant_id = $1
 UNION SELECT i.display_name FROM inboxes i WHERE i.tenant_id = $1
 UNION SELECT o.id::text FROM operators o WHERE o.tenant_id = $1
 UNION SELECT s.id::text FROM operator_status s
-      JOIN operators o ON o.id = s.operator_id WHERE o.tenant_id = $1
+      JOIN operators o ON o.tenant_id = s.tenant_id AND o.id = s.operator_id
+      WHERE o.tenant_id = $1
 UNION SELECT s.id::text FROM operator_inbox_subscriptions s
-      JOIN operators o ON o.id = s.operator_id WHERE o.tenant_id = $1
+      JOIN operators o ON o.tenant_id = s.tenant_id AND o.id = s.operator_id
+      WHERE o.tenant_id = $1
 UNION SELECT c.id::text FROM conversation_refs c WHERE c.tenant_id = $1
 UNION SELECT c.external_conversation_id FROM conversation_refs c WHERE c.tenant_id = $1
 UNION SELECT c.customer_phone_number FROM conversation_refs c WHERE c.tenant_id = $1
 UNION SELECT l.id::text FROM labels l WHERE l.tenant_id = $1
 UNION SELECT l.name FROM labels l WHERE l.tenant_id = $1
 UNION SELECT cl.id::text FROM conversation_labels cl
-      JOIN labels l ON l.id = cl.label_id WHERE l.tenant_id = $1
+      JOIN labels l ON l.tenant_id = cl.tenant_id AND l.id = cl.label_id
+      WHERE l.tenant_id = $1
 UNION SELECT g.id::text FROM grace_period_assignments g
-      JOIN operators o ON o.id = g.operator_id WHERE o.tenant_id = $1
+      JOIN operators o ON o.tenant_id = g.tenant_id AND o.id = g.operator_id
+      WHERE o.tenant_id = $1
 UNION SELECT t.id::text FROM api_tokens t WHERE t.tenant_id = $1
 """
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import alive, free_port, wait_ready, world_traversable_tempdir
+from tests.helpers import alive, die_with_pytest, free_port, wait_ready, world_traversable_tempdir
 
 pytestmark = pytest.mark.no_db
 
@@ -47,6 +47,7 @@ def start_service(workdir: Path, db_port: int, http_port: int) -> subprocess.Pop
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=die_with_pytest,  # noqa: PLW1509 - only prctl
     )
 
 

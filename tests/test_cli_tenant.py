@@ -139,7 +139,8 @@ async def test_create_on_a_configured_database_provisions_a_usable_admin(
         "SELECT t.name, t.priority_weight_alpha::float8 AS alpha, "
         "t.priority_weight_beta::float8 AS beta, o.role::text AS role, s.status::text AS status "
         "FROM tenants t JOIN operators o ON o.tenant_id = t.id "
-        "JOIN operator_status s ON s.operator_id = o.id WHERE t.id = $1",
+        "JOIN operator_status s ON s.tenant_id = o.tenant_id AND s.operator_id = o.id "
+        "WHERE t.id = $1",
         uuid.UUID(tenant_id),
     )
     assert row is not None

@@ -24,10 +24,11 @@ import pytest_asyncio
 from inbox_allocation.app import create_app
 from inbox_allocation.config import Settings
 from inbox_allocation.db import migrations
+from inbox_allocation.db.citus_cluster import CitusCluster
 from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherConfig
 from inbox_allocation.db.seed import seed_database
-from tests.helpers import free_port, world_traversable_tempdir
-from tests.seed_ids import ACME_MANAGER, ACME_OP4, ACME_OP5, ACME_OP7, conversation, headers
+from tests.helpers import free_port, is_citus, world_traversable_tempdir
+from tests.seed_ids import ACME, ACME_MANAGER, ACME_OP4, ACME_OP5, ACME_OP7, conversation, headers
 
 OUTAGE_SECONDS = 10.0
 FAIL_FAST_SECONDS = 2.0
@@ -46,19 +47,30 @@ class Outcome:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def own_database() -> AsyncIterator[tuple[EmbeddedPostgres, LauncherConfig]]:
+async def own_database(db_engine: str) -> AsyncIterator[tuple[EmbeddedPostgres, LauncherConfig]]:
+    """A database of its own to stop and restart: a PostgreSQL server, or on Citus a cluster
+    whose coordinator (the server the service talks to) is the one stopped."""
     base = world_traversable_tempdir("inbox-allocation-outage-")
-    config = LauncherConfig(
-        data_dir=base / "pg", port=free_port(), user="test", password="test",
-        database="outage", fsync=False,
-    )  # fmt: skip
-    server = EmbeddedPostgres(config).start()
-    migrations.upgrade(server.dsn)
-    await seed_database(server.dsn)
+    cluster: CitusCluster | None = None
+    if db_engine == "citus":
+        cluster = CitusCluster(base, user="test", password="test", database="outage", fsync=False)
+        server = cluster.start().node(0)
+        config = server.config
+    else:
+        config = LauncherConfig(
+            data_dir=base / "pg", port=free_port(), user="test", password="test",
+            database="outage", fsync=False,
+        )  # fmt: skip
+        server = EmbeddedPostgres(config).start()
     try:
+        migrations.upgrade(server.dsn)
+        await seed_database(server.dsn)
         yield server, config
     finally:
-        server.stop()
+        if cluster is not None:
+            cluster.stop()  # the coordinator's object carries the restarted process
+        else:
+            server.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -114,8 +126,11 @@ async def test_outage_fails_fast_and_recovers(
             assert health.json()["data"]["checks"]["database"]["status"] == "unhealthy"
             await asyncio.sleep(OUTAGE_SECONDS - 0.5)
 
-            up_at = time.monotonic()
+            restart_at = time.monotonic()
             restarted = await asyncio.to_thread(EmbeddedPostgres(config).start)
+            # Back = accepting connections again (a Citus coordinator takes longer to start on
+            # a busy machine; what is measured is how fast the service notices).
+            up_at = time.monotonic()
             recovered_at = None
             while time.monotonic() - up_at < RECOVERY_SECONDS + 5:
                 probe = await client.get("/api/v1/operator/status", headers=headers(ACME_OP4))
@@ -129,7 +144,7 @@ async def test_outage_fails_fast_and_recovers(
             assert (await client.get("/ready")).status_code == 200
 
     server.process, server.attached_pid = restarted.process, None  # the fixture stops it
-    during = [o for o in outcomes if down_at + 0.2 < o.sent < up_at]
+    during = [o for o in outcomes if down_at + 0.2 < o.sent < restart_at]
     assert during, "no request was sent during the outage"
     assert all(o.status == 503 and o.code == "DB_UNAVAILABLE" for o in during), {
         (o.status, o.code) for o in during
@@ -171,31 +186,48 @@ async def _backend_waiting_for_lock(
     db: asyncpg.Pool, fragment: str, killed: tuple[int, ...] = ()
 ) -> int:
     """A backend waiting for a lock in a query containing `fragment`, other than those in
-    `killed` (a terminated backend can still be listed as waiting for a moment)."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        pid = await db.fetchval(
+    `killed` (a terminated backend can still be listed as waiting for a moment): its pid, or
+    on Citus its global pid (the wait happens on a worker; citus_lock_waits names the
+    coordinator's session by global pid, which Citus's pg_terminate_backend accepts)."""
+    if await is_citus(db):
+        query = (
+            "SELECT waiting_gpid FROM citus_lock_waits "
+            "WHERE blocked_statement LIKE '%' || $1 || '%' "
+            "AND waiting_gpid <> ALL($2::bigint[]) LIMIT 1"
+        )
+    else:
+        query = (
             "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
             "AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid() "
-            "AND pid <> ALL($2::int[]) LIMIT 1",
-            fragment, list(killed),
-        )  # fmt: skip
+            "AND pid <> ALL($2::int[]) LIMIT 1"
+        )
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        pid = await db.fetchval(query, fragment, list(killed))
         if pid is not None:
             return int(pid)
         await asyncio.sleep(0.02)
     raise AssertionError(f"no backend waiting on a lock in a query with {fragment!r}")
 
 
+async def _terminate(db: asyncpg.Pool, pid: int) -> None:
+    """Terminate the backend and wait (up to 5 s) until it is gone, so that the next look for
+    a waiting backend cannot find the dying one again. Citus adds pg_terminate_backend for
+    global pids (bigint) beside PostgreSQL's (integer)."""
+    cast = "bigint" if await is_citus(db) else "integer"
+    await db.execute(f"SELECT pg_terminate_backend($1::{cast}, 5000)", pid)
+
+
 @contextlib.asynccontextmanager
 async def _row_locked(db: asyncpg.Pool, lock_sql: str, key: uuid.UUID) -> AsyncIterator[None]:
-    """Hold the row lock of `lock_sql` ($1 = key) in a transaction of its own for the block,
-    so the request under test waits on it and its backend can be killed meanwhile."""
+    """Hold the row lock of `lock_sql` ($1 = Acme, $2 = key) in a transaction of its own for
+    the block, so the request under test waits on it and its backend can be killed meanwhile."""
     async with db.acquire() as holder, holder.transaction():
-        await holder.execute(lock_sql, key)
+        await holder.execute(lock_sql, uuid.UUID(ACME), key)
         yield
 
 
-LOCK_CONVERSATION = "SELECT 1 FROM conversation_refs WHERE id = $1 FOR UPDATE"
+LOCK_CONVERSATION = "SELECT 1 FROM conversation_refs WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
 
 
 async def test_transaction_killed_before_commit_is_retried_once(
@@ -208,7 +240,7 @@ async def test_transaction_killed_before_commit_is_retried_once(
             json={"conversation_id": conversation(5)},
         ))  # fmt: skip
         victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c")
-        await db.execute("SELECT pg_terminate_backend($1)", victim)
+        await _terminate(db, victim)
         retried = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c", (victim,))
         assert retried != victim  # the retry runs on a fresh connection
     response = await request
@@ -228,7 +260,7 @@ async def test_transaction_killed_twice_fails_cleanly(
         killed: tuple[int, ...] = ()
         for _ in range(2):
             victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF c", killed)
-            await db.execute("SELECT pg_terminate_backend($1)", victim)
+            await _terminate(db, victim)
             killed += (victim,)
     response = await request
     assert (response.status_code, response.json()["error"]["code"]) == (503, "DB_UNAVAILABLE")
@@ -248,11 +280,13 @@ async def test_allocate_killed_while_waiting_for_its_status_row_is_retried_once(
     sql/locking.py). Killed there, nothing was applied: it is retried once on a fresh
     connection and allocates exactly one conversation."""
     before = await db.fetchval("SELECT count(*) FROM conversation_refs WHERE state = 'ALLOCATED'")
-    lock_status = "SELECT 1 FROM operator_status WHERE operator_id = $1 FOR UPDATE"
+    lock_status = (
+        "SELECT 1 FROM operator_status WHERE tenant_id = $1 AND operator_id = $2 FOR UPDATE"
+    )
     async with _row_locked(db, lock_status, uuid.UUID(ACME_OP4)):
         request = asyncio.create_task(client.post("/api/v1/allocate", headers=headers(ACME_OP4)))
         victim = await _backend_waiting_for_lock(db, "FOR NO KEY UPDATE OF s")
-        await db.execute("SELECT pg_terminate_backend($1)", victim)
+        await _terminate(db, victim)
     response = await request
     assert response.status_code == 200, response.text
     after = await db.fetchval("SELECT count(*) FROM conversation_refs WHERE state = 'ALLOCATED'")

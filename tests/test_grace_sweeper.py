@@ -194,7 +194,8 @@ async def test_offline_racing_a_transition_leaves_no_stale_grace_row(
         )  # fmt: skip
         stale = await db.fetchval(
             "SELECT count(*) FROM grace_period_assignments g JOIN conversation_refs c "
-            "ON c.id = g.conversation_id WHERE c.state <> 'ALLOCATED' "
+            "ON c.tenant_id = g.tenant_id AND c.id = g.conversation_id "
+            "WHERE c.state <> 'ALLOCATED' "
             "OR c.assigned_operator_id <> g.operator_id"
         )
         assert stale == 0

@@ -21,6 +21,7 @@ import pytest
 
 from tests.helpers import (
     descendants,
+    die_with_pytest,
     free_port,
     survivors,
     wait_ready,
@@ -55,6 +56,7 @@ def start_service(workdir: Path, db_port: int, http_port: int) -> subprocess.Pop
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=die_with_pytest,  # noqa: PLW1509 - only prctl
     )
 
 

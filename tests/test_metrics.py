@@ -28,7 +28,7 @@ from inbox_allocation.config import Settings
 from inbox_allocation.observability import metrics
 from inbox_allocation.observability.metrics import MetricsEndpoint
 from inbox_allocation.services.grace import GraceSweeper
-from tests.helpers import free_port, wait_ready, world_traversable_tempdir
+from tests.helpers import die_with_pytest, free_port, wait_ready, world_traversable_tempdir
 from tests.seed_ids import (
     ACME,
     ACME_ADMIN,
@@ -567,6 +567,7 @@ def test_serve_with_two_workers_merges_their_metrics(workdir: Path) -> None:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=die_with_pytest,  # noqa: PLW1509 - only prctl
     )
     base = f"http://127.0.0.1:{http_port}"
     try:

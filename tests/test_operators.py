@@ -16,6 +16,7 @@ import pytest
 from inbox_allocation.api.schemas.envelope import Envelope, ErrorEnvelope
 from inbox_allocation.api.schemas.operators import OperatorList, OperatorOut
 from inbox_allocation.api.schemas.subscriptions import SubscriptionList
+from tests.helpers import lock_waiters
 
 ACME = "10000000-0000-0000-0000-000000000001"
 TECHSTART = "10000000-0000-0000-0000-000000000002"
@@ -84,10 +85,7 @@ async def run_while_tenant_locked(
         await conn.execute("SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE", UUID(ACME))
         tasks = [asyncio.ensure_future(request) for request in requests]
         for _ in range(1000):
-            waiting = await db.fetchval(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE application_name = 'inbox-allocation' AND wait_event_type = 'Lock'"
-            )
+            waiting = await lock_waiters(db)
             if waiting >= len(tasks):
                 break
             await asyncio.sleep(0.01)

@@ -34,7 +34,7 @@ from schemathesis.checks import (
     response_schema_conformance,
 )
 
-from tests.helpers import free_port, wait_ready, world_traversable_tempdir
+from tests.helpers import die_with_pytest, free_port, wait_ready, world_traversable_tempdir
 from tests.seed_ids import ACME, ACME_ADMIN
 
 pytestmark = pytest.mark.no_db
@@ -59,6 +59,7 @@ def base_url() -> Iterator[str]:
         [sys.executable, "-m", "inbox_allocation", "serve"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=die_with_pytest,  # noqa: PLW1509 - only prctl
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:

@@ -185,7 +185,8 @@ async def test_seed_tenant_matches_simple_per_inbox_counts(
               (SELECT extract(epoch FROM now() - min(last_message_at))::float8
                FROM conversation_refs WHERE inbox_id = $1 AND state = 'QUEUED') AS wait,
               (SELECT count(*) FROM operator_inbox_subscriptions s
-               JOIN operator_status st ON st.operator_id = s.operator_id
+               JOIN operator_status st
+                 ON st.tenant_id = s.tenant_id AND st.operator_id = s.operator_id
                WHERE s.inbox_id = $1 AND st.status = 'AVAILABLE') AS available
             """,
             item.inbox_id,
@@ -264,6 +265,8 @@ async def test_one_query_whatever_the_number_of_inboxes(
 
 async def test_the_statement_uses_the_tenant_state_index(db: asyncpg.Pool) -> None:
     async with db.acquire() as conn, conn.transaction():
+        # On Citus the shard's plan is made on a worker: send it the setting too.
+        await conn.execute("SET LOCAL citus.propagate_set_commands = 'local'")
         await conn.execute("SET LOCAL enable_seqscan = off")  # tiny tables: force the choice
         plan = await conn.fetch(f"EXPLAIN {sql.INBOX_STATS}", uuid.UUID(ACME))
     text = "\n".join(row[0] for row in plan)

@@ -188,6 +188,32 @@ def _copy_binaries_to_cache(bin_dir: Path) -> Path:
     return cached_bin
 
 
+def _bin_dir_for(explicit: Path | None, who: _RunAs | None) -> Path:
+    bin_dir = (explicit or packaged_bin_dir()).absolute()
+    if not (bin_dir / "postgres").is_file() or not (bin_dir / "initdb").is_file():
+        raise LauncherError(f"no PostgreSQL binaries (postgres, initdb) in {bin_dir}")
+    if who is None:
+        return bin_dir
+    blocked = first_blocking_dir(bin_dir / "postgres", who)
+    if blocked is None:
+        return bin_dir
+    if explicit is not None:
+        raise LauncherError(_explain_blocked(blocked, who, f"PG_BIN_DIR={bin_dir}"))
+    log.info(
+        "the database user %r cannot reach the virtualenv (%s is mode %04o); "
+        "using a world-readable copy of the binaries under %s",
+        who.name, blocked, stat.S_IMODE(blocked.stat().st_mode), ROOT_BINARY_CACHE,
+    )  # fmt: skip
+    return _copy_binaries_to_cache(bin_dir)
+
+
+def reachable_bin_dir(explicit: Path | None, run_as: str | None = None) -> Path:
+    """The binaries a server started with these settings runs (as root, possibly a
+    world-readable copy): what extensions built for it must link against."""
+    who = _resolve_run_as(run_as) if os.geteuid() == 0 else None
+    return _bin_dir_for(explicit, who)
+
+
 def _relocated_data_dir(data_dir: Path) -> Path:
     digest = hashlib.sha256(str(data_dir.absolute()).encode()).hexdigest()[:12]
     return ROOT_DATA_FALLBACK / f"{data_dir.absolute().parent.parent.name}-{digest}" / "postgres"
@@ -313,24 +339,7 @@ class EmbeddedPostgres:
     # -- steps --------------------------------------------------------------------------
 
     def _reachable_bin_dir(self) -> Path:
-        explicit = self.config.bin_dir
-        bin_dir = (explicit or packaged_bin_dir()).absolute()
-        if not (bin_dir / "postgres").is_file() or not (bin_dir / "initdb").is_file():
-            raise LauncherError(f"no PostgreSQL binaries (postgres, initdb) in {bin_dir}")
-        who = self._run_as
-        if who is None:
-            return bin_dir
-        blocked = first_blocking_dir(bin_dir / "postgres", who)
-        if blocked is None:
-            return bin_dir
-        if explicit is not None:
-            raise LauncherError(_explain_blocked(blocked, who, f"PG_BIN_DIR={bin_dir}"))
-        log.info(
-            "the database user %r cannot reach the virtualenv (%s is mode %04o); "
-            "using a world-readable copy of the binaries under %s",
-            who.name, blocked, stat.S_IMODE(blocked.stat().st_mode), ROOT_BINARY_CACHE,
-        )  # fmt: skip
-        return _copy_binaries_to_cache(bin_dir)
+        return _bin_dir_for(self.config.bin_dir, self._run_as)
 
     def _prepare_data_dir(self) -> None:
         who = self._run_as
