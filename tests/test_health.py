@@ -54,6 +54,13 @@ async def test_wrong_method_is_a_json_405_with_allow(client: httpx.AsyncClient) 
     assert ErrorEnvelope.model_validate(response.json()).error.code == "METHOD_NOT_ALLOWED"
 
 
+async def test_405_names_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    """Each method of a path is a route of its own: Allow must still list them all."""
+    response = await client.request("OPTIONS", "/api/v1/inboxes")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+
+
 async def test_request_id_is_echoed_in_both_headers(client: httpx.AsyncClient) -> None:
     response = await client.get("/health", headers={"X-Request-ID": "req-1"})
     assert response.headers["x-request-id"] == "req-1"

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from inbox_allocation import __version__
 from inbox_allocation.api.auth import AuthenticationMiddleware
@@ -137,6 +138,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                operators, tokens, tenant, stats, events, webhooks, docs, console)  # fmt: skip
     for module in modules:
         app.include_router(module.router)
+    # Every (path, methods) pair, for the Allow header of a 405 (api/errors.py).
+    app.state.api_routes = [
+        route for module in modules for route in module.router.routes if isinstance(route, APIRoute)
+    ]
     request_metrics = None
     if settings.metrics_enabled:
         api_routes = [route for module in modules for route in module.router.routes]

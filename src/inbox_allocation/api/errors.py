@@ -145,7 +145,17 @@ async def identity_error(request: Request) -> ApiError | None:
     return None
 
 
-async def _http_exception(_: Request, exc: Exception) -> Response:
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. Each method of a path is a route of its
+    own, and Starlette's 405 names only the methods of the first route it matched."""
+    methods: set[str] = set()
+    for route in request.app.state.api_routes:
+        if route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
     error: ApiError
@@ -153,6 +163,7 @@ async def _http_exception(_: Request, exc: Exception) -> Response:
         error = NotFound("no route matches this path")
     elif exc.status_code == 405:
         error = MethodNotAllowed()
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
     elif exc.status_code == 413:
         error = PayloadTooLarge()
     else:

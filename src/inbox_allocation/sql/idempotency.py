@@ -77,12 +77,12 @@ WHERE tenant_id = $1 AND id = $2
 # $1 tenant_id, $2 row id, $3 status and $4 body stored when executed
 RELEASE = """
 WITH released AS (
-    DELETE FROM idempotency_keys
-    WHERE tenant_id = $1 AND id = $2 AND response_status IS NULL AND NOT executed
-    RETURNING id
+    DELETE FROM idempotency_keys d
+    WHERE d.tenant_id = $1 AND d.id = $2 AND d.response_status IS NULL AND NOT d.executed
+    RETURNING d.id
 )
-UPDATE idempotency_keys SET response_status = $3, response_body = $4
-WHERE tenant_id = $1 AND id = $2 AND response_status IS NULL AND executed
+UPDATE idempotency_keys k SET response_status = $3, response_body = $4
+WHERE k.tenant_id = $1 AND k.id = $2 AND k.response_status IS NULL AND k.executed
   AND NOT EXISTS (SELECT 1 FROM released)
 """
 
