@@ -143,7 +143,10 @@ class TenantHints:
             operator=item.get("assigned_operator_id"),
             external=str(external),
         )
-        if state == "RESOLVED" and external:
+        # Reopening sends a message to a resolved conversation's external id. Not to a churn
+        # conversation: its scratch inbox is deleted with it, and a message after that rightly
+        # creates a new conversation, which the checker would count as a duplicate.
+        if state == "RESOLVED" and external and not str(external).startswith("churn-"):
             self.resolved_externals.append(str(external))
 
     def pick(

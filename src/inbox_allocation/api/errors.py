@@ -148,10 +148,13 @@ async def identity_error(request: Request) -> ApiError | None:
 def _allowed_methods(request: Request) -> str:
     """Every method some route serves at this path. Each method of a path is a route of its
     own, and Starlette's 405 names only the methods of the first route it matched."""
+    matched = [r for r in request.app.state.api_routes if r.path_regex.match(request.url.path)]
+    # A literal path wins over a template that would also match it (/labels/attach is not
+    # the label "attach" of /labels/{id}).
+    literal = [route for route in matched if "{" not in route.path]
     methods: set[str] = set()
-    for route in request.app.state.api_routes:
-        if route.path_regex.match(request.url.path):
-            methods |= route.methods
+    for route in literal or matched:
+        methods |= route.methods
     return ", ".join(sorted(methods))
 
 
