@@ -209,22 +209,14 @@ class WebhookDelivery:
             )
             return False
         event = render_event(row)
-        status, error, elapsed_ms = await self._send(http, hook, event)
+        result = await self._send(http, hook, event)
+        status, error, _ = result
         attempt = hook["attempt"] + 1
+        sent = (row["xid"], row["seq"])
         if status is not None and 200 <= status < 300:
-            await self._log(
-                hook,
-                event["id"],
-                attempt=attempt,
-                status=status,
-                error=None,
-                elapsed_ms=elapsed_ms,
-                next_at=None,
-            )
+            await self._log(hook, event["id"], attempt, result, next_at=None)
             # Still leased: this round goes on with the next event.
-            await self._settle(
-                hook, (row["xid"], row["seq"]), attempt=0, failing_since=None, next_at=hook["lease"]
-            )
+            await self._settle(hook, sent, attempt=0, failing_since=None, next_at=hook["lease"])
             return True
         failing_since = hook["failing_since"] or now
         if now - failing_since >= self.settings.webhook_disable_after:
@@ -232,50 +224,20 @@ class WebhookDelivery:
                 f"disabled after failing since {failing_since.isoformat()}: "
                 f"{error or f'HTTP {status}'}"
             )
-            await self._log(
-                hook,
-                event["id"],
-                attempt=attempt,
-                status=status,
-                error=error,
-                elapsed_ms=elapsed_ms,
-                next_at=None,
-            )
+            await self._log(hook, event["id"], attempt, result, next_at=None)
             await self._settle(
-                hook,
-                position,
-                attempt=attempt,
-                failing_since=failing_since,
-                next_at=now,
+                hook, position, attempt=attempt, failing_since=failing_since, next_at=now,
                 reason=reason,
-            )
+            )  # fmt: skip
             log.warning("webhook disabled", webhook_id=str(hook["id"]), reason=reason)
             return False
         if attempt >= self.settings.webhook_max_attempts:
             # Given up on this event (logged); the next one goes on the next round.
-            await self._log(
-                hook,
-                event["id"],
-                attempt=attempt,
-                status=status,
-                error=error,
-                elapsed_ms=elapsed_ms,
-                next_at=None,
-            )
-            await self._settle(
-                hook, (row["xid"], row["seq"]), attempt=0, failing_since=failing_since, next_at=now
-            )
+            await self._log(hook, event["id"], attempt, result, next_at=None)
+            await self._settle(hook, sent, attempt=0, failing_since=failing_since, next_at=now)
             return False
         retry_at = now + timedelta(seconds=backoff_seconds(attempt))
-        await self._log(
-            hook,
-            event["id"],
-            attempt=attempt,
-            status=status,
-            error=error,
-            elapsed_ms=elapsed_ms,
-            next_at=retry_at,
-        )
+        await self._log(hook, event["id"], attempt, result, next_at=retry_at)
         await self._settle(
             hook, position, attempt=attempt, failing_since=failing_since, next_at=retry_at
         )
@@ -322,9 +284,12 @@ class WebhookDelivery:
                     failing_since=failing_since, lease=next_at)  # fmt: skip
 
     async def _log(
-        self, hook: dict[str, Any], event_id: str, *, attempt: int, status: int | None,
-        error: str | None, elapsed_ms: int, next_at: datetime | None,
+        self, hook: dict[str, Any], event_id: str, attempt: int,
+        result: tuple[int | None, str | None, int], *, next_at: datetime | None,
     ) -> None:  # fmt: skip
+        """One line of the webhook's deliveries log: this try (status, error, duration) and
+        when the next one is due."""
+        status, error, elapsed_ms = result
         await self.db.execute(
             sql.LOG_DELIVERY, hook["tenant_id"], hook["id"], event_id, attempt, status, error,
             elapsed_ms, next_at,
