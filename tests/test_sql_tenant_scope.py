@@ -46,8 +46,6 @@ ALL_TENANTS = {
     "stats.QUEUE_BY_TENANT": "GET /metrics: queued conversations and oldest wait per tenant",
     "tenant_admin.LIST_TENANTS": "CLI `tenant list`: every tenant, for the operator",
     "tokens.FIND_BY_HASH": "authentication: the token's hash is what finds its tenant",
-    "events.BATCH": "event hub: one read per process and poll for the tenants it serves",
-    "webhooks.CLAIM": "webhook delivery: claims due webhooks of every tenant (SKIP LOCKED)",
 }
 
 SQL_TEXT = re.compile(r"\b(SELECT\s+.+\s+FROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM)\b",

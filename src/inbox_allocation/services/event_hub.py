@@ -1,10 +1,11 @@
 """The process's one event listener: it polls the delivery watermark and feeds every reader.
 
 One database connection per worker process, never one per SSE client: every `interval`
-(200 ms) the hub reads the watermark (the xmin of a fresh snapshot); when it has moved, it
-reads every event of the tenants that have readers in [previous watermark, new watermark)
-in one statement, plus, for tenants with OPERATOR readers, what those operators are
-subscribed to now, and hands the batch to each reader of those tenants. Readers filter in
+(200 ms) the hub reads, for each tenant with readers, the tenant's watermark (the xmin of a
+fresh snapshot on the node storing its events: on Citus each worker has its own transaction
+ids, so watermarks are per tenant); when it has moved, it reads the tenant's events in
+[previous watermark, new watermark), plus, for OPERATOR readers, what those operators are
+subscribed to now, and hands the batch to each reader of the tenant. Readers filter in
 memory (services.events.EventStream). Writers are untouched: no NOTIFY in their
 transactions, so allocation pays nothing for the stream.
 
@@ -75,7 +76,8 @@ class EventHub:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
-        self._mark: int | None = None
+        # The last watermark read per tenant with readers.
+        self._marks: dict[UUID, int] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="event-hub")
@@ -109,7 +111,7 @@ class EventHub:
             if self._stopping.is_set():
                 return
             if not self.readers:
-                self._mark = None  # readers that join catch up from the database
+                self._marks.clear()  # readers that join catch up from the database
                 continue
             try:
                 await self.poll()
@@ -121,51 +123,52 @@ class EventHub:
                 await self._drop_connection()
 
     async def _drop_connection(self) -> None:
-        conn, self._conn, self._mark = self._conn, None, None
+        conn, self._conn = self._conn, None
+        self._marks.clear()
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
 
     async def poll(self) -> None:
-        """One round: read the watermark, and when it moved, the new events."""
+        """One round: for each tenant with readers, its watermark, and when it moved, the
+        tenant's new events."""
         if self._conn is None:
             self._conn = await asyncpg.connect(
                 self.dsn, timeout=CONNECT_TIMEOUT_SECONDS,
                 server_settings={"timezone": "UTC", "application_name": "inbox-allocation-events"},
             )  # fmt: skip
-        conn = self._conn
-        mark: int = await conn.fetchval(sql.CURRENT_WATERMARK)
-        low = self._mark
-        self._mark = mark
+        for tenant_id in [tenant for tenant in self._marks if tenant not in self.readers]:
+            del self._marks[tenant_id]
+        for tenant_id in list(self.readers):
+            await self._poll_tenant(self._conn, tenant_id)
+
+    async def _poll_tenant(self, conn: asyncpg.Connection, tenant_id: UUID) -> None:
+        mark: int = await conn.fetchval(sql.CURRENT_WATERMARK, tenant_id)
+        low = self._marks.get(tenant_id)
+        self._marks[tenant_id] = mark
         if low is None:
-            # The first mark since readers appeared: an empty batch that wakes every reader
-            # whose position is below it (they read the events in between from the database;
-            # later batches start here).
-            self._offer(Batch(mark, mark))
+            # The first mark since the tenant's readers appeared: an empty batch that wakes
+            # every reader whose position is below it (they read the events in between from
+            # the database; later batches start here).
+            self._offer(tenant_id, Batch(mark, mark))
             return
         if mark <= low:
             return
-        tenants = list(self.readers)
-        rows_by_tenant: dict[UUID, list[asyncpg.Record]] = defaultdict(list)
-        for row in await conn.fetch(sql.BATCH, tenants, low, mark):
-            rows_by_tenant[row["tenant_id"]].append(row)
+        rows = await conn.fetch(sql.BATCH, tenant_id, low, mark)
         subscriptions: dict[tuple[UUID, UUID], frozenset[UUID]] = {}
-        for tenant_id in rows_by_tenant:
-            operators = {
-                reader.query.operator_id
-                for reader in self.readers.get(tenant_id, ())
-                if not reader.query.sees_all
-            }
-            if not operators:
-                continue
+        operators = {
+            reader.query.operator_id
+            for reader in self.readers.get(tenant_id, ())
+            if not reader.query.sees_all
+        }
+        if rows and operators:
             found: dict[UUID, set[UUID]] = {operator: set() for operator in operators}
             for sub in await conn.fetch(sql.SUBSCRIPTIONS, tenant_id, list(operators)):
                 found[sub["operator_id"]].add(sub["inbox_id"])
             for operator, inboxes in found.items():
                 subscriptions[(tenant_id, operator)] = frozenset(inboxes)
-        self._offer(Batch(low, mark, rows_by_tenant, subscriptions))
+        self._offer(tenant_id, Batch(low, mark, {tenant_id: rows} if rows else {}, subscriptions))
 
-    def _offer(self, batch: Batch) -> None:
-        for readers in list(self.readers.values()):
-            for reader in list(readers):
-                reader.offer(batch)
+    def _offer(self, tenant_id: UUID, batch: Batch) -> None:
+        for reader in list(self.readers.get(tenant_id, ())):
+            reader.offer(batch)

@@ -142,7 +142,7 @@ class EventStream:
         were purged."""
         query = self.query
         async with self.db.connection() as conn:
-            watermark = await conn.fetchval(sql.CURRENT_WATERMARK)
+            watermark = await conn.fetchval(sql.CURRENT_WATERMARK, query.tenant_id)
             rows = await conn.fetch(
                 sql.PAGE, query.tenant_id, self.position[0], self.position[1], query.sees_all,
                 query.operator_id, sorted(query.types) if query.types else None,
@@ -242,7 +242,10 @@ class EventStream:
                 return []
 
 
-async def current_end(db: Database) -> Position:
-    """The position after every event that is deliverable now."""
-    watermark: int = await db.fetchval(sql.CURRENT_WATERMARK)
+async def current_end(db: Database, tenant_id: UUID) -> Position:
+    """The position after every event of the tenant that is deliverable now."""
+    # Its own statement outside any transaction: on Citus only so is it read on the tenant's
+    # node (sql.events.CURRENT_WATERMARK).
+    async with db.connection() as conn:
+        watermark: int = await conn.fetchval(sql.CURRENT_WATERMARK, tenant_id)
     return (watermark, 0)

@@ -38,6 +38,7 @@ from inbox_allocation.db.pool import Database
 from inbox_allocation.domain.errors import ValidationFailed, WebhookNotFound
 from inbox_allocation.logging import get_logger
 from inbox_allocation.services.events import render_event
+from inbox_allocation.sql import maintenance
 from inbox_allocation.sql import webhooks as sql
 
 log = get_logger(__name__)
@@ -117,7 +118,13 @@ class WebhookService:
         except UnsafeTarget as exc:
             raise ValidationFailed(details=[f"url: {exc}"]) from None
         secret = new_secret()
-        row = await self.db.fetchrow(sql.CREATE, tenant_id, url, event_types, description, secret)
+        # A statement of its own outside any transaction (not db.fetchval, which runs in one
+        # under an idempotency key): on Citus only so is the watermark read on the tenant's node.
+        async with self.db.connection() as conn:
+            watermark = await conn.fetchval(sql.CURRENT_WATERMARK, tenant_id)
+        row = await self.db.fetchrow(
+            sql.CREATE, tenant_id, url, event_types, description, secret, watermark
+        )
         assert row is not None
         # The secret is shown once, here; it stays stored (it signs every delivery).
         return {**render_webhook(row), "secret": secret}
@@ -160,11 +167,22 @@ class WebhookDelivery:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        self._rounds = 0
 
     async def run_once(self) -> int:
         """Claims due webhooks and works on them concurrently; returns how many."""
         lease = datetime.now(UTC) + timedelta(seconds=LEASE_SECONDS)
-        claimed = await self.db.fetch(sql.CLAIM, CLAIM_BATCH, lease)
+        # Tenant by tenant (each claim locks one tenant's rows, as every worker does), each
+        # round starting at another tenant so that one tenant's many due webhooks cannot keep
+        # the others' waiting.
+        tenants = [row["id"] for row in await self.db.fetch(maintenance.ALL_TENANT_IDS)]
+        start = self._rounds % len(tenants) if tenants else 0
+        self._rounds += 1
+        claimed: list[asyncpg.Record] = []
+        for tenant_id in tenants[start:] + tenants[:start]:
+            if len(claimed) >= CLAIM_BATCH:
+                break
+            claimed += await self.db.fetch(sql.CLAIM, tenant_id, CLAIM_BATCH - len(claimed), lease)
         if claimed:
             async with httpx.AsyncClient(
                 timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False
@@ -191,7 +209,7 @@ class WebhookDelivery:
         """Handles the webhook's next event; True to go on with the next one at once."""
         tenant_id, position = hook["tenant_id"], (hook["position_xid"], hook["position_seq"])
         async with self.db.connection() as conn:
-            watermark = await conn.fetchval(sql.CURRENT_WATERMARK)
+            watermark = await conn.fetchval(sql.CURRENT_WATERMARK, tenant_id)
             row = await conn.fetchrow(
                 sql.NEXT_EVENT, tenant_id, *position, hook["event_types"], watermark
             )

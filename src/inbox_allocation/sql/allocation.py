@@ -17,7 +17,11 @@ from inbox_allocation.sql.conversations import (
     conversation_columns,
     reported_priority,
 )
-from inbox_allocation.sql.events import changed_conversations, conversation_event
+from inbox_allocation.sql.events import (
+    changed_conversations,
+    conversation_event,
+    events_written,
+)
 
 
 # The best QUEUED conversation of each subscribed inbox among the rows matching `condition`,
@@ -155,7 +159,7 @@ allocated AS (
         extra="'operator_id', changed.assigned_operator_id, 'via', 'allocate'",
     )
 }
-SELECT * FROM changed
+SELECT * FROM changed WHERE {events_written()}
 """
 
 # Why nothing was allocated (only run after ALLOCATE_NEXT returned no row).
@@ -219,7 +223,7 @@ WITH assigned AS (
         extra="'operator_id', changed.assigned_operator_id, 'via', 'claim'",
     )
 }
-SELECT * FROM changed
+SELECT * FROM changed WHERE {events_written()}
 """
 
 # The caller's subscription to the conversation's inbox. Read without a lock: the caller's

@@ -9,9 +9,13 @@ Within that set the order is (xid, seq). Every statement reads one tenant only.
 
 from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS
 
-# The delivery watermark: no transaction with an xid below it is still running.
-WATERMARK = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-CURRENT_WATERMARK = f"SELECT {WATERMARK}"
+# The delivery watermark of tenant $1: no transaction with an xid below it is still running
+# on the node that stores the tenant's events. An xid is a node's own number, so the
+# watermark must come from the node that wrote the events' xids: on Citus the worker holding
+# the tenant's shards, where `event_watermark` (migration 0011) is delegated when called as
+# a statement of its own outside a transaction block; on plain PostgreSQL the one server.
+# The events' xid and seq are set where the row is stored, by the trigger of migration 0011.
+CURRENT_WATERMARK = "SELECT event_watermark($1)"
 
 # The columns an event is rendered from (services.events.render_event).
 EVENT_COLUMNS = "e.xid, e.seq, e.type, e.occurred_at, e.tenant_id, e.data::text AS data"
@@ -30,9 +34,8 @@ _VISIBLE = """
 
 # One page after the cursor ($2, $3) and below the watermark $9, read by CURRENT_WATERMARK
 # just before (every transaction below it had ended then, so this later snapshot sees all
-# their rows). The watermark is its own statement, not part of this one, so that it is taken
-# where the events' xids come from even on Citus, which evaluates volatile functions such as
-# the xid default of an INSERT … SELECT on the coordinator (docs/events.md). With the
+# their rows). The watermark is its own statement, not part of this one, so that on Citus it
+# is taken on the node that stores the tenant's events (docs/events.md). With the
 # tenant's purge position (NULLs when nothing was ever purged) on every row; a page with no
 # event is one row of NULL event columns.
 # $1 tenant_id, $2 after xid, $3 after seq, $4 sees all, $5 operator_id, $6 types (NULL =
@@ -55,14 +58,14 @@ LEFT JOIN LATERAL (
 ) page ON true
 """
 
-# The hub's batch (the one event read across tenants: one per process and poll, not one per
-# reader): every deliverable event of the listed tenants in [$2, $3) of xid, for
-# the readers of this process (they filter in memory). $1 tenant ids, $2 from xid, $3 the
-# watermark the batch was cut at.
+# The hub's batch (one per process, poll and tenant with readers, not one per reader): every
+# deliverable event of the tenant in [$2, $3) of xid, for the readers of this process (they
+# filter in memory). One tenant per statement: the watermark it is cut at is that tenant's
+# (its node's). $1 tenant_id, $2 from xid, $3 the watermark the batch was cut at.
 BATCH = f"""
 SELECT {EVENT_COLUMNS}, e.inbox_id, e.from_inbox_id, e.operator_id
 FROM events e
-WHERE e.tenant_id = ANY($1::uuid[]) AND e.xid >= $2 AND e.xid < $3
+WHERE e.tenant_id = $1 AND e.xid >= $2 AND e.xid < $3
 ORDER BY e.xid, e.seq
 """
 
@@ -103,11 +106,16 @@ WHERE (p.xid, p.seq) < (EXCLUDED.xid, EXCLUDED.seq)
 
 # ---- Writing events -------------------------------------------------------------------
 #
-# Each state-changing statement inserts its events in the same statement, as data-modifying
-# CTEs over the changed rows: no extra round trip, and an event exists exactly when its
-# change committed. `changed_conversations` turns the rows of a CTE (RETURNING c.*) into the
-# API's conversation columns as CTE `changed`; `conversation_event` inserts one event per
-# row of `changed` (services.events renders the timestamps of `data.conversation`).
+# Each state-changing statement writes its events in the same statement, in CTEs over the
+# changed rows: no extra round trip, and an event exists exactly when its change committed.
+# `changed_conversations` turns the rows of a CTE (RETURNING c.*) into the API's conversation
+# columns as CTE `changed`; `conversation_event` writes one event per row of `changed`
+# (services.events renders the timestamps of `data.conversation`) through the function
+# write_event (migration 0011), not an `INSERT … SELECT`: on Citus a function call is pushed
+# down to the tenant's worker with the rest of the statement, whereas an `INSERT … SELECT`
+# in a CTE splits the statement into one round trip per CTE. A CTE that only calls a
+# function runs only when read, so the statement's last part must read it: add
+# `events_written(name)` to its WHERE clause (true, once every event is written).
 
 CONVERSATION_JSON = """jsonb_build_object(
         'id', changed.id, 'tenant_id', changed.tenant_id, 'inbox_id', changed.inbox_id,
@@ -137,13 +145,20 @@ def conversation_event(
     from_inbox: str = "NULL",
     where: str = "",
 ) -> str:
-    """CTE `name`: one `event_type` event per row of `changed`. `extra` adds `'key', value`
-    pairs to `data`; `operator` is the operator the event is about and `from_inbox` the
-    inbox a move left (both for visibility and filters); `where` filters the rows."""
+    """CTE `name`: one `event_type` event per row of `changed`, written when the statement
+    reads `events_written(name)`. `extra` adds `'key', value` pairs to `data`; `operator` is
+    the operator the event is about and `from_inbox` the inbox a move left (both for
+    visibility and filters); `where` filters the rows."""
     pairs = f", {extra}" if extra else ""
     return f"""{name} AS (
-    INSERT INTO events (tenant_id, type, inbox_id, from_inbox_id, operator_id, data)
-    SELECT $1, '{event_type}', changed.inbox_id, {from_inbox}, {operator},
-           jsonb_build_object('conversation', {CONVERSATION_JSON}{pairs})
+    SELECT count(write_event(
+        $1, '{event_type}', changed.inbox_id, {from_inbox}, {operator},
+        jsonb_build_object('conversation', {CONVERSATION_JSON}{pairs}))) AS written
     FROM changed {where}
 )"""
+
+
+def events_written(name: str = "event") -> str:
+    """A condition that is true once the events of CTE `name` are written (reading the CTE
+    is what runs it; it always has one row)."""
+    return f"(SELECT {name}.written FROM {name}) IS NOT NULL"

@@ -10,7 +10,11 @@ status changes or lifecycle transitions; rows it skips are handled on the next b
 """
 
 from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS
-from inbox_allocation.sql.events import changed_conversations, conversation_event
+from inbox_allocation.sql.events import (
+    changed_conversations,
+    conversation_event,
+    events_written,
+)
 
 # Candidate expired rows of the tenant, oldest expiry first (no lock yet), after the last
 # candidate of the previous batch of this run (keyset on (expires_at, id)), so a run goes past
@@ -72,7 +76,7 @@ WITH released AS (
         operator="changed.released_from",
     )
 }
-SELECT changed.id, changed.tenant_id FROM changed
+SELECT changed.id, changed.tenant_id FROM changed WHERE {events_written()}
 """
 
 # $1 tenant_id, $2 grace row ids

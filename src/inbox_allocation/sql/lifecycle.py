@@ -16,6 +16,7 @@ from inbox_allocation.sql.events import (
     CONVERSATION_JSON,
     changed_conversations,
     conversation_event,
+    events_written,
 )
 
 # Who holds the conversation now, read without a lock (its status row comes first in the
@@ -46,7 +47,7 @@ WITH updated AS (
 ),
 {changed_conversations("updated")},
 {conversation_event("event", "conversation.resolved")}
-SELECT * FROM changed
+SELECT * FROM changed WHERE {events_written()}
 """
 
 # $1 tenant_id, $2 conversation_id, $3 the operator it leaves (for its event)
@@ -63,7 +64,7 @@ WITH updated AS (
         "event", "conversation.queued", extra="'reason', 'deallocated'", operator="$3::uuid"
     )
 }
-SELECT * FROM changed
+SELECT * FROM changed WHERE {events_written()}
 """
 
 # $1 tenant_id, $2 conversation_id, $3 new operator_id
@@ -82,7 +83,7 @@ WITH updated AS (
         extra="'operator_id', changed.assigned_operator_id, 'via', 'reassign'",
     )
 }
-SELECT * FROM changed
+SELECT * FROM changed WHERE {events_written()}
 """
 
 # The reassign target: member of the tenant? subscribed to the inbox? available? Its status

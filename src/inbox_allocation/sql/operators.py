@@ -1,6 +1,10 @@
 """Operators of a tenant. Every statement filters on the tenant (`tenant_id = $1`)."""
 
-from inbox_allocation.sql.events import changed_conversations, conversation_event
+from inbox_allocation.sql.events import (
+    changed_conversations,
+    conversation_event,
+    events_written,
+)
 
 # The columns of an Operator response, from alias `o`. The role comes as the enum itself
 # (asyncpg decodes it to its label): these columns are also RETURNed, where a distributed
@@ -141,7 +145,7 @@ requeued AS (
 }
 DELETE FROM grace_period_assignments g
 USING requeued r
-WHERE g.tenant_id = $1 AND g.conversation_id = r.id
+WHERE g.tenant_id = $1 AND g.conversation_id = r.id AND {events_written()}
 """
 
 # Then the operator is cleared from the conversations it still holds (resolved ones) and

@@ -4,7 +4,11 @@ Every statement filters every table it reads on the tenant ($1), so that on a da
 distributed by tenant (Citus) it runs on the node holding the tenant's rows.
 """
 
-from inbox_allocation.sql.events import changed_conversations, conversation_event
+from inbox_allocation.sql.events import (
+    changed_conversations,
+    conversation_event,
+    events_written,
+)
 
 # Existence checks that also keep the row from being deleted until the transaction ends
 # (FOR KEY SHARE: the same lock the foreign key of a new subscription takes).
@@ -128,5 +132,5 @@ requeued AS (
 }
 DELETE FROM grace_period_assignments g
 USING requeued r
-WHERE g.tenant_id = $1 AND g.conversation_id = r.id
+WHERE g.tenant_id = $1 AND g.conversation_id = r.id AND {events_written()}
 """

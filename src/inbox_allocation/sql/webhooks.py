@@ -1,25 +1,27 @@
-"""Webhooks and their delivery log. Every statement but the delivery claim reads one tenant.
+"""Webhooks and their delivery log. Every statement reads one tenant.
 
 A webhook's position is the last event it has handled (delivered, given up on after the last
 attempt, or not of its types); the delivery worker sends the next deliverable event after it
 (an xid below the snapshot's xmin, as for every reader: sql/events.py).
 """
 
-from inbox_allocation.sql.events import EVENT_COLUMNS, WATERMARK
+from inbox_allocation.sql.events import CURRENT_WATERMARK, EVENT_COLUMNS
 
-CURRENT_WATERMARK = f"SELECT {WATERMARK}"
+__all__ = ["CURRENT_WATERMARK"]  # services.webhooks reads the tenant's watermark through here
 
 WEBHOOK_COLUMNS = """
     w.id, w.url, w.event_types, w.description, w.enabled, w.disabled_reason, w.created_at,
     w.failing_since
 """
 
-# A new webhook starts at the current end of the stream. $1 tenant_id, $2 url, $3 types,
-# $4 description, $5 secret
+# A new webhook starts at the current end of the stream: the tenant's watermark $6, read by
+# CURRENT_WATERMARK just before (on Citus it must be read on the tenant's node, which a
+# function call inside this INSERT would not be). $1 tenant_id, $2 url, $3 types,
+# $4 description, $5 secret, $6 watermark
 CREATE = f"""
 INSERT INTO webhooks AS w
     (tenant_id, url, event_types, description, secret, position_xid, position_seq)
-VALUES ($1, $2, $3, $4, $5, {WATERMARK}, 0)
+VALUES ($1, $2, $3, $4, $5, $6, 0)
 RETURNING {WEBHOOK_COLUMNS}
 """
 
@@ -46,22 +48,22 @@ LIMIT $3
 
 # ---- Delivery worker ----------------------------------------------------------------
 
-# Claims due webhooks for one round: locked with SKIP LOCKED (another replica claiming at the
-# same moment takes others) and leased until $2 (no other replica takes them meanwhile, with
-# no transaction held open during the HTTP call; a replica that dies mid-round loses the
-# lease, and the event is sent again: at least once). Across tenants: the one statement of
-# the service that is not tenant-scoped (docs/events.md, "Citus").
-# $1 how many, $2 lease end
+# Claims the tenant's due webhooks for one round: locked with SKIP LOCKED (another replica
+# claiming at the same moment takes others) and leased until $3 (no other replica takes them
+# meanwhile, with no transaction held open during the HTTP call; a replica that dies
+# mid-round loses the lease, and the event is sent again: at least once). One tenant per
+# statement, as every worker: row locks across tenants would span nodes on Citus.
+# $1 tenant_id, $2 how many, $3 lease end
 CLAIM = """
-UPDATE webhooks w SET next_attempt_at = $2
+UPDATE webhooks w SET next_attempt_at = $3
 FROM (
-    SELECT tenant_id, id FROM webhooks
-    WHERE enabled AND next_attempt_at <= now()
-    ORDER BY next_attempt_at
-    LIMIT $1
+    SELECT d.tenant_id, d.id FROM webhooks d
+    WHERE d.tenant_id = $1 AND d.enabled AND d.next_attempt_at <= now()
+    ORDER BY d.next_attempt_at
+    LIMIT $2
     FOR UPDATE SKIP LOCKED
 ) due
-WHERE w.tenant_id = due.tenant_id AND w.id = due.id
+WHERE w.tenant_id = $1 AND w.id = due.id
 RETURNING w.tenant_id, w.id, w.url, w.secret, w.event_types, w.position_xid,
           w.position_seq, w.attempt, w.failing_since, w.next_attempt_at AS lease
 """

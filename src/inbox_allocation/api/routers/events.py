@@ -94,7 +94,7 @@ async def get_events(
     streaming = "text/event-stream" in request.headers.get("accept", "")
     cursor = last_event_id if streaming and last_event_id else after
     if cursor is None:
-        end = await current_end(db)
+        end = await current_end(db, caller.tenant_id)
         if not streaming:
             return ok({"events": [], "next_after": encode_cursor(end)})
         stream = EventStream(db, query, end)
