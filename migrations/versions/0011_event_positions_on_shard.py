@@ -1,4 +1,4 @@
-"""Event positions taken on the node that stores the tenant's events (docs/events.md).
+"""Event positions and write checks taken on the node that stores the tenant's rows.
 
 An event's position is (xid, seq), and a reader delivers only events whose xid is below the
 xmin of its snapshot (the watermark). Both numbers are a node's own: on Citus every worker
@@ -24,6 +24,13 @@ distributed INSERT on the coordinator, so:
   it inserts into the tenant's local shard of `events` (a statement running on a shard may
   not start another distributed statement), or, where that shard is not local (plain
   PostgreSQL, or a plan that runs the CTE on the coordinator), into `events`.
+
+- `transaction_wrote(anchor)`: has this transaction written anything on this node? The
+  idempotency bookkeeping marks a reservation executed in the same transaction as the
+  request's writes, only if there were writes. Citus evaluates a function call without
+  column arguments (here `pg_current_xact_id_if_assigned()`) on the coordinator, whose own
+  transaction writes nothing when the rows live on a worker; called with a column of the row
+  it guards, it runs where that row is stored, in the transaction that made the writes.
 
 On plain PostgreSQL the trigger and the functions do what the defaults, the inline watermark
 and the `INSERT … SELECT` did: there is one node.
@@ -90,6 +97,13 @@ def upgrade() -> None:
     END
     $$;
 
+    CREATE FUNCTION transaction_wrote(anchor uuid) RETURNS boolean LANGUAGE plpgsql VOLATILE
+    AS $$
+    BEGIN
+        RETURN pg_current_xact_id_if_assigned() IS NOT NULL;
+    END
+    $$;
+
     CREATE FUNCTION event_watermark(tenant uuid) RETURNS bigint LANGUAGE plpgsql STABLE AS $$
     BEGIN
         RETURN pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
@@ -109,6 +123,7 @@ def downgrade() -> None:
     execute_script("""
     DROP FUNCTION event_watermark(uuid);
     DROP FUNCTION write_event(uuid, text, uuid, uuid, uuid, jsonb);
+    DROP FUNCTION transaction_wrote(uuid);
     DROP TRIGGER events_position ON events;
     DROP FUNCTION events_position();
     CREATE SEQUENCE events_seq;

@@ -56,12 +56,19 @@ WHERE tenant_id = $1 AND id = $2 AND response_status IS NULL
 
 # Last statement of every transaction of a request that holds a reservation: marks it
 # executed if, and only if, the transaction wrote something (it then has a transaction id),
-# and commits or rolls back with those writes.
+# and commits or rolls back with those writes. The check is `transaction_wrote(w.id)`
+# (migration 0011), called with a column so that on Citus it runs on the node storing the
+# tenant's rows, in the transaction that wrote them (the coordinator's transaction has no
+# transaction id of its own); there it is a step of its own before the UPDATE.
 # $1 tenant_id, $2 row id
 MARK_EXECUTED = """
-UPDATE idempotency_keys SET executed = true
-WHERE tenant_id = $1 AND id = $2 AND NOT executed
-  AND pg_current_xact_id_if_assigned() IS NOT NULL
+WITH wrote AS (
+    SELECT w.id FROM idempotency_keys w
+    WHERE w.tenant_id = $1 AND w.id = $2 AND NOT w.executed AND transaction_wrote(w.id)
+)
+UPDATE idempotency_keys k SET executed = true
+FROM wrote
+WHERE k.tenant_id = $1 AND k.id = wrote.id
 """
 
 # $1 tenant_id, $2 row id, $3 status, $4 body bytes
