@@ -26,8 +26,9 @@ from fastapi import FastAPI
 from inbox_allocation.app import create_app
 from inbox_allocation.config import Settings
 from inbox_allocation.services import idempotency as service
+from tests.helpers import is_citus
 from tests.pg_proxy import PgProxy
-from tests.seed_ids import ACME_MANAGER, ACME_OP4, INBOX_SALES, conversation, headers
+from tests.seed_ids import ACME, ACME_MANAGER, ACME_OP4, INBOX_SALES, conversation, headers
 
 ONE_MIB = 1024 * 1024
 
@@ -227,8 +228,10 @@ async def test_a_duplicate_never_takes_over_a_running_request(
     before = await _allocated_to(db, ACME_OP4)
     key = headers(ACME_OP4, **{"Idempotency-Key": "slow"})
     async with db.acquire() as holder, holder.transaction():
-        await holder.execute("SELECT 1 FROM operator_status WHERE operator_id = $1 FOR UPDATE",
-                             uuid.UUID(ACME_OP4))  # fmt: skip
+        await holder.execute(
+            "SELECT 1 FROM operator_status WHERE tenant_id = $1 AND operator_id = $2 FOR UPDATE",
+            uuid.UUID(ACME), uuid.UUID(ACME_OP4),
+        )  # fmt: skip
         first = asyncio.create_task(client.post("/api/v1/allocate", headers=key))
         await asyncio.sleep(1.2)
         duplicate = asyncio.create_task(client.post("/api/v1/allocate", headers=key))
@@ -248,8 +251,11 @@ async def test_terminated_backends_under_retrying_clients(
 ) -> None:
     """Eight clients each create labels, every request with its own key, retrying a 503 with
     the same key; meanwhile every backend of the service is terminated every 150 ms. A second
-    execution of a key would answer 409 LABEL_NAME_CONFLICT (its label exists already)."""
+    execution of a key would answer 409 LABEL_NAME_CONFLICT (its label exists already).
+    On Citus every request costs several round trips more (coordinator to worker), so the
+    terminations come every 600 ms there: at 150 ms hardly any request would get through."""
     stop = asyncio.Event()
+    interval = 0.6 if await is_citus(db) else 0.15
 
     async def terminator() -> int:
         kills = 0
@@ -258,7 +264,7 @@ async def test_terminated_backends_under_retrying_clients(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE application_name = 'inbox-allocation'"
             ))  # fmt: skip
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(interval)
         return kills
 
     finals: dict[str, httpx.Response] = {}
