@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench import citus_engines
+
 MB = 1_000_000  # the "150 MB", in bytes (decimal: the stricter reading)
 RSS_LIMIT_MB = 150.0
 RATIO_TARGET = 0.5
@@ -129,6 +131,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def render_markdown(results: dict[str, Any]) -> str:
     out = _header(results)
     out += _throughput_section(results)
+    out += citus_engines.markdown(results)
     out += _depth_section(results)
     out += _endpoints_section(results)
     out += _weights_section(results)

@@ -42,7 +42,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import data, loadgen, profile, report
+from bench import citus_engines, data, loadgen, profile, report
 from bench.data import Dataset
 from bench.infra import (
     PROJECT_ROOT,
@@ -165,6 +165,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="profile Python frames only (no --native unwinding)",
     )
     parser.add_argument(
+        "--engines",
+        default="postgres,citus",
+        help="postgres: the run above; citus: also /allocate at 32 clients on a Citus "
+        "cluster (coordinator + 2 workers) at the smallest depth, after it "
+        "(bench/citus_engines.py)",
+    )
+    parser.add_argument(
         "--keep-workdir",
         action="store_true",
         help="leave the temp dir (database, logs) for inspection",
@@ -175,6 +182,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     args.scenarios = chosen
+    args.engines = tuple(args.engines.split(","))
+    if set(args.engines) - {"postgres", "citus"}:
+        parser.error("--engines takes postgres and/or citus")
     args.clients = _int_list(args.clients)
     args.depths = sorted(_int_list(args.depths))
     if not args.depths:
@@ -670,6 +680,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 - one linear
             shutil.rmtree(workdir, ignore_errors=True)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
+    if "citus" in args.engines and failed is None:
+        _citus_run(args, wrk, results)
     wall = time.monotonic() - started
     loadavg_end = os.getloadavg()
     noisy = []
@@ -712,6 +724,21 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 - one linear
     print(markdown)
     log(f"results: {base}.json, {base}.md ({wall:.0f} s)")
     return 1 if failed else 0
+
+
+def _citus_run(args: argparse.Namespace, wrk: str, results: dict[str, Any]) -> None:
+    """The Citus run (its own cluster and work dir, once the main run has stopped)."""
+    workdir = make_workdir()
+    try:
+        results["citus"] = citus_engines.run_citus_allocate(
+            wrk=wrk, workdir=workdir, depth=args.depths[0], clients=report.P99_CLIENTS,
+            duration=args.duration, warmup=args.warmup, service_workers=args.workers,
+        )  # fmt: skip
+    except Exception as exc:  # the PostgreSQL figures stand on their own
+        results["notes"].append(f"citus run failed: {type(exc).__name__}: {exc}")
+        traceback.print_exc()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
