@@ -29,11 +29,15 @@ from inbox_allocation.app import create_app
 from inbox_allocation.config import Settings
 from inbox_allocation.db.pool import Database, create_pool
 from tests.pg_proxy import PgProxy
-from tests.seed_ids import ACME_OP4, conversation, headers
+from tests.seed_ids import ACME, ACME_OP4, conversation, headers
 
 CONVERSATION_5 = uuid.UUID(conversation(5))  # ALLOCATED to operator 04
-LOCK_STATUS = "SELECT 1 FROM operator_status WHERE operator_id = $1 FOR UPDATE"
-LOCK_CONVERSATION = "SELECT 1 FROM conversation_refs WHERE id = $1 FOR UPDATE"
+LOCK_STATUS = (
+    f"SELECT 1 FROM operator_status WHERE tenant_id = '{ACME}' AND operator_id = $1 FOR UPDATE"
+)
+LOCK_CONVERSATION = (
+    f"SELECT 1 FROM conversation_refs WHERE tenant_id = '{ACME}' AND id = $1 FOR UPDATE"
+)
 
 
 async def _waiting_backend(db: asyncpg.Pool, fragment: str) -> int:
@@ -205,7 +209,7 @@ async def test_a_connection_whose_backend_was_terminated_while_idle_is_not_used(
 
     async def terminate_idle_backend() -> int:
         pid = int(await database.fetchval("SELECT pg_backend_pid()"))
-        await db.execute("SELECT pg_terminate_backend($1)", pid)
+        await db.execute("SELECT pg_terminate_backend($1::int)", pid)
         await asyncio.sleep(0.1)  # the FATAL message is read; the close is not seen yet
         return pid
 

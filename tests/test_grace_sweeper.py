@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 import httpx
@@ -11,7 +12,15 @@ import pytest
 from fastapi import FastAPI
 
 from inbox_allocation.services.grace import GraceSweeper
-from tests.seed_ids import ACME_MANAGER, ACME_OP4, ACME_OP5, INBOX_SUPPORT, conversation, headers
+from tests.seed_ids import (
+    ACME,
+    ACME_MANAGER,
+    ACME_OP4,
+    ACME_OP5,
+    INBOX_SUPPORT,
+    conversation,
+    headers,
+)
 
 
 def sweeper(app: FastAPI, batch_size: int = 100) -> GraceSweeper:
@@ -220,7 +229,8 @@ async def test_f11_a_run_goes_past_rows_it_has_to_skip(
     )
     async with db.acquire() as holder, holder.transaction():
         await holder.execute(
-            "SELECT 1 FROM conversation_refs WHERE id = $1 FOR NO KEY UPDATE",
+            f"SELECT 1 FROM conversation_refs WHERE tenant_id = '{ACME}' AND id = $1"
+            " FOR NO KEY UPDATE",
             uuid.UUID(conversation(5)),
         )
         result = await sweeper(app, batch_size=1).sweep()
@@ -239,16 +249,22 @@ async def test_a_batch_of_rows_held_elsewhere_does_not_end_the_run(
     await expire_all(db)
     op4 = uuid.UUID(ACME_OP4)
     await db.execute(
-        "UPDATE grace_period_assignments SET expires_at = expires_at - interval '1 minute' "
-        "WHERE operator_id <> $1", op4,
+        "UPDATE grace_period_assignments SET expires_at = $2 WHERE operator_id <> $1", op4,
+        datetime(2000, 1, 1, tzinfo=UTC),  # older than op4's rows: first in line
     )  # fmt: skip
     held = await db.fetchval(
         "SELECT count(*) FROM grace_period_assignments WHERE operator_id <> $1", op4
     )
+    tenants = await db.fetch(
+        "SELECT DISTINCT tenant_id FROM grace_period_assignments WHERE operator_id <> $1", op4
+    )
     async with db.acquire() as holder, holder.transaction():
-        await holder.execute(
-            "SELECT 1 FROM grace_period_assignments WHERE operator_id <> $1 FOR UPDATE", op4
-        )
+        for tenant in tenants:  # one tenant per locking statement (one shard on Citus)
+            await holder.execute(
+                "SELECT 1 FROM grace_period_assignments"
+                " WHERE tenant_id = $2 AND operator_id <> $1 FOR UPDATE",
+                op4, tenant["tenant_id"],
+            )  # fmt: skip
         result = await sweeper(app, batch_size=held).sweep()
     assert (result.processed, result.released) == (2, 2)
     assert await state_of(db, 5) == ("QUEUED", None)

@@ -43,7 +43,9 @@ SUPPORT = UUID(INBOX_SUPPORT)
 HELD = UUID(conversation(5))  # ALLOCATED to OP4, in Sales
 QUEUED_IN_SALES = UUID(conversation(3))  # QUEUED, in Sales, no label
 
-LOCK_STATUS_ROW = "SELECT 1 FROM operator_status WHERE operator_id = $1 FOR UPDATE"
+LOCK_STATUS_ROW = (
+    f"SELECT 1 FROM operator_status WHERE tenant_id = '{ACME}' AND operator_id = $1 FOR UPDATE"
+)
 
 
 def no_database_error(outcome: Any) -> None:
@@ -180,7 +182,9 @@ async def test_f8_reassign_to_an_operator_who_unsubscribes_meanwhile(
     operator that is not subscribed to its inbox."""
     async with actors(dsn, "reassign", "unsubscribe") as sessions, holder(dsn) as hold:
         # Holds the reassign at its last step (the foreign-key check on the new assignee).
-        await hold.hold("SELECT 1 FROM operators WHERE id = $1 FOR UPDATE", OP5)
+        await hold.hold(
+            "SELECT 1 FROM operators WHERE tenant_id = $2 AND id = $1 FOR UPDATE", OP5, TENANT
+        )
         reassigner, leaver = sessions["reassign"], sessions["unsubscribe"]
         unsubscribe = SubscriptionService(leaver.db).unsubscribe
         await reassigner.start(_lifecycle(reassigner, "reassign"), db)

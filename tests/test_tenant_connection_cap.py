@@ -50,7 +50,8 @@ async def test_a_tenant_over_its_share_gets_503_and_others_keep_answering(
     async with db.acquire() as holder, holder.transaction():
         # Two allocations of Acme wait for their operators' status rows: two connections.
         await holder.execute(
-            "SELECT 1 FROM operator_status WHERE operator_id = ANY($1::uuid[]) FOR UPDATE",
+            f"SELECT 1 FROM operator_status WHERE tenant_id = '{ACME}'"
+            " AND operator_id = ANY($1::uuid[]) FOR UPDATE",
             [uuid.UUID(ACME_OP4), uuid.UUID(ACME_OP5)],
         )
         busy = [
