@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from inbox_allocation.db.pool import Database
+from tests.helpers import is_citus
 
 WAIT_SECONDS = 10.0
 
@@ -34,6 +35,8 @@ class Actor:
     pool: asyncpg.Pool
     pid: int
     db: Database
+    # On Citus: the session's global pid, by which the cluster's wait graph names it.
+    gpid: int | None = None
     task: asyncio.Task[Any] | None = None
 
     async def start(self, call: Callable[[], Awaitable[Any]], observer: asyncpg.Pool) -> None:
@@ -79,9 +82,17 @@ async def until_waiting_or_done(observer: asyncpg.Pool, actor: Actor) -> None:
     while loop.time() < deadline:
         if actor.task.done():
             return
-        waiting = await observer.fetchval(
-            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", actor.pid
-        )
+        if actor.gpid is None:
+            waiting = await observer.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", actor.pid
+            )
+        else:
+            # On Citus the row lock is waited for on the worker holding the row; the
+            # coordinator's session only waits for that worker's answer.
+            waiting = await observer.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM citus_lock_waits WHERE waiting_gpid = $1)",
+                actor.gpid,
+            )
         if waiting:
             return
         await asyncio.sleep(0.01)
@@ -98,7 +109,10 @@ async def actors(dsn: str, *names: str) -> AsyncIterator[dict[str, Actor]]:
                 dsn, min_size=1, max_size=1, server_settings={"timezone": "UTC"}
             )
             pid = await pool.fetchval("SELECT pg_backend_pid()")
-            made[name] = Actor(name=name, pool=pool, pid=pid, db=Database(pool))
+            gpid = (
+                await pool.fetchval("SELECT citus_backend_gpid()") if await is_citus(pool) else None
+            )
+            made[name] = Actor(name=name, pool=pool, pid=pid, db=Database(pool), gpid=gpid)
         yield made
     finally:
         for actor in made.values():

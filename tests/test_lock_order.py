@@ -61,7 +61,7 @@ async def allocated_outside_subscriptions(db: asyncpg.Pool) -> list[asyncpg.Reco
         SELECT c.id, c.assigned_operator_id, c.inbox_id FROM conversation_refs c
         WHERE c.tenant_id = $1 AND c.state = 'ALLOCATED'
           AND NOT EXISTS (SELECT 1 FROM operator_inbox_subscriptions s
-                          WHERE s.operator_id = c.assigned_operator_id
+                          WHERE s.tenant_id = $1 AND s.operator_id = c.assigned_operator_id
                             AND s.inbox_id = c.inbox_id)
         """,
         TENANT,
