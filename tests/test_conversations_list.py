@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -436,9 +437,9 @@ async def test_priority_sort_by_operator_is_empty_and_by_label_lists_its_queued_
     rows = await db.fetch(
         f"""SELECT {ROW_COLUMNS} FROM conversation_refs c
             JOIN tenants t ON t.id = c.tenant_id
-            JOIN conversation_labels cl ON cl.conversation_id = c.id
-            WHERE cl.label_id = $1""",
-        label(1),
-    )
+            JOIN conversation_labels cl ON cl.tenant_id = $2 AND cl.conversation_id = c.id
+            WHERE c.tenant_id = $2 AND cl.label_id = $1""",
+        label(1), uuid.UUID(ACME),
+    )  # fmt: skip
     assert ids == expected_order(list(rows), "priority", pinned_clock)
     assert ids  # the seed's label 1 is on queued conversations
