@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,33 @@ def run_wrk(
             "mean": round(latency["mean"] / 1000, 3),
             "max": round(latency["max"] / 1000, 3),
         },
+        statuses={str(k): int(v) for k, v in sorted(data["statuses"].items())},
+        errors={k: int(v) for k, v in data["errors"].items() if v},
+    )
+
+
+def run_openloop(
+    base_url: str,
+    *,
+    identities: Path,
+    rate: float,
+    duration_s: float,
+    on_start: Callable[[int], None] | None = None,
+) -> LoadResult:
+    """bench.openloop at a fixed offered rate; latency from each request's scheduled time."""
+    args = [sys.executable, "-m", "bench.openloop", f"{base_url}/", str(identities),
+            "--rate", f"{rate:.1f}", "--duration", str(duration_s)]  # fmt: skip
+    done = _run(args, dict(os.environ), timeout=duration_s + 60, on_start=on_start)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"openloop failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    data = json.loads(line.removeprefix("BENCH_JSON "))
+    return LoadResult(
+        tool="openloop",
+        connections=int(data["connections"]),
+        duration_s=float(data["duration_s"]),
+        requests=int(data["requests"]),
+        latency_ms={k: round(float(v), 3) for k, v in data["latency_ms"].items()},
         statuses={str(k): int(v) for k, v in sorted(data["statuses"].items())},
         errors={k: int(v) for k, v in data["errors"].items() if v},
     )

@@ -14,6 +14,13 @@ RATIO_TARGET = 0.5
 P99_LIMIT_MS = 25.0
 P99_CLIENTS = 32
 DEPTH_RATIO_LIMIT = 1.5
+# Second round (per allocation, all in the same run, at P99_CLIENTS clients).
+ROUND2_RATIO = 0.4
+PG_CPU_RATIO_LIMIT = 1.5  # PostgreSQL CPU per /allocate ÷ per ceiling dequeue
+WAL_RECORDS_LIMIT = 13.0
+SERVICE_US_LIMIT = 400.0
+OPEN_LOOP_P99_MS = 10.0
+LIST_SERVICE_US_LIMIT = 1000.0
 # A run during which other processes used more than this (% of one core) was disturbed: its
 # verdict is flagged, since the harness cannot tell the service's slowness from the noise.
 DISTURBED_OTHER_PCT = 25.0
@@ -92,6 +99,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "measured": "not measured", "limit": f"≤ {DEPTH_RATIO_LIMIT}×", "value": None,
             "ok": None,
         })  # fmt: skip
+    targets += _per_allocation_targets(results)
     rss = results.get("rss", {}).get("workers", [])
     if rss:
         worst = max(worker["peak_mb"] for worker in rss)
@@ -336,11 +344,73 @@ def _data_section(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _target(name: str, measured: str, limit: str, value: float | None, ok: bool | None,
+            *runs: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+    return {"target": name, "measured": measured, "limit": limit, "value": value, "ok": ok,
+            "other_cpu_pct": _other(*runs)}  # fmt: skip
+
+
+def _per_allocation_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """What one /allocate costs against the ceiling's dequeue, at P99_CLIENTS clients: from
+    /proc CPU deltas and pg_stat_statements of the same run (ratios hold up on a busy box)."""
+    out: list[dict[str, Any]] = []
+    at = next((r for r in results.get("allocate", []) if r["connections"] == P99_CLIENTS), None)
+    base = next((r for r in results.get("ceiling", []) if r["connections"] == P99_CLIENTS), None)
+    if at is None:
+        return out
+    cpu, server = at.get("cpu_us_per_request", {}), at.get("server_per_request", {})
+    if base is not None:
+        ratio = at["throughput_per_s"] / base["throughput_per_s"]
+        out.append(_target(
+            f"/allocate throughput ≥ {ROUND2_RATIO} × ceiling ({P99_CLIENTS} clients)",
+            f"{at['throughput_per_s']:.0f}/s vs {base['throughput_per_s']:.0f}/s = {ratio:.2f}×",
+            f"≥ {ROUND2_RATIO}×", ratio, ratio >= ROUND2_RATIO, at, base))  # fmt: skip
+        pg, pg_base = cpu.get("postgres"), base.get("cpu_us_per_request", {}).get("postgres")
+        if pg and pg_base:
+            out.append(_target(
+                "PostgreSQL CPU per /allocate ≤ 1.5 × per ceiling dequeue",
+                f"{pg:.0f} µs vs {pg_base:.0f} µs = {pg / pg_base:.2f}×",
+                f"≤ {PG_CPU_RATIO_LIMIT}×", pg / pg_base, pg / pg_base <= PG_CPU_RATIO_LIMIT,
+                at, base))  # fmt: skip
+    wal = server.get("wal_records")
+    if wal is not None:
+        wal_base = (base or {}).get("server_per_request", {}).get("wal_records")
+        extra = f" (ceiling {wal_base:.1f})" if wal_base is not None else ""
+        out.append(_target(
+            f"WAL records per /allocate ≤ {WAL_RECORDS_LIMIT:g}", f"{wal:.1f}{extra}",
+            f"≤ {WAL_RECORDS_LIMIT:g}", wal, wal <= WAL_RECORDS_LIMIT))  # fmt: skip
+    if cpu.get("service") is not None:
+        out.append(_target(
+            f"service CPU per /allocate ≤ {SERVICE_US_LIMIT:g} µs", f"{cpu['service']:.0f} µs",
+            f"≤ {SERVICE_US_LIMIT:g} µs", cpu["service"], cpu["service"] <= SERVICE_US_LIMIT,
+            at))  # fmt: skip
+    open_loop = results.get("openloop")
+    if open_loop:
+        p99 = open_loop["latency_ms"]["p99"]
+        out.append(_target(
+            f"/allocate p99 ≤ {OPEN_LOOP_P99_MS:g} ms, open loop at half the peak",
+            f"{p99:.1f} ms (p50 {open_loop['latency_ms']['p50']:.1f}) at "
+            f"{open_loop['offered_per_s']:.0f}/s offered, {open_loop['throughput_per_s']:.0f}/s "
+            f"served; closed loop at {P99_CLIENTS}: p99 {at['latency_ms']['p99']:.1f} ms",
+            f"≤ {OPEN_LOOP_P99_MS:g} ms", p99, p99 <= OPEN_LOOP_P99_MS, open_loop))  # fmt: skip
+    listing = next((r for r in results.get("endpoints", []) if r.get("name") == "list newest"),
+                   None)  # fmt: skip
+    service = (listing or {}).get("cpu_us_per_request", {}).get("service")
+    if service is not None:
+        out.append(_target(
+            f"list newest (50 rows): service CPU ≤ {LIST_SERVICE_US_LIMIT:g} µs",
+            f"{service:.0f} µs", f"≤ {LIST_SERVICE_US_LIMIT:g} µs", service,
+            service <= LIST_SERVICE_US_LIMIT, listing))  # fmt: skip
+    return out
+
+
 def _where_time_goes(results: dict[str, Any]) -> list[str]:
     out: list[str] = []
-    per_request = [
-        r for group in ("ceiling", "allocate", "cycle") for r in results.get(group, [])
-    ] + results.get("endpoints", [])
+    per_request = (
+        [r for group in ("ceiling", "allocate", "cycle") for r in results.get(group, [])]
+        + ([results["openloop"]] if results.get("openloop") else [])
+        + results.get("endpoints", [])
+    )
     rows = []
     for r in per_request:
         cost = r.get("cpu_us_per_request")

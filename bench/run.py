@@ -63,7 +63,8 @@ from inbox_allocation.db import migrations
 from inbox_allocation.db.launcher import EmbeddedPostgres
 
 SCENARIOS = (
-    "depth", "ceiling", "allocate", "cycle", "profile", "weights", "ingest", "list", "search",
+    "depth", "ceiling", "allocate", "openloop", "cycle", "profile", "weights", "ingest", "list",
+    "search",
 )  # fmt: skip
 MIB = 1024 * 1024
 # (name, query, connections: None = --endpoint-clients, warm-up). sort=priority lists the
@@ -77,7 +78,7 @@ LIST_QUERIES: tuple[tuple[str, str, int | None, bool], ...] = (
 WEIGHTS_TENANT = 1
 WEIGHTS_CHANGE = {"alpha": 0.2, "beta": 0.8}
 WEIGHTS_CHECK_OPERATOR = 5  # tenant 1, 5 inboxes
-ALLOCATE_STATEMENT_PREFIX = "WITH caller AS"
+ALLOCATE_STATEMENT_PREFIX = "WITH weights AS"
 
 
 def _int_list(text: str) -> list[int]:
@@ -384,6 +385,24 @@ class Bench:
         self.requeue()
         return record
 
+    def openloop(self, clients: int, peak_per_s: float) -> dict[str, Any]:
+        """/allocate at a fixed offered load of half the measured peak, open loop: each
+        request is sent at its scheduled time and its latency counts from then."""
+        ids = self._identities(f"openloop-{clients}", data.operators_for(clients))
+        rate = max(1.0, peak_per_s / 2)
+        self._warmup("allocate", ids, clients)
+        record = self.measure(
+            f"allocate open loop at {rate:.0f}/s",
+            lambda on_start: loadgen.run_openloop(
+                self.service.base_url, identities=ids, rate=rate,
+                duration_s=self.args.duration, on_start=on_start,
+            ),
+        )  # fmt: skip
+        record["offered_per_s"] = round(rate, 1)
+        record["peak_per_s"] = round(peak_per_s, 1)
+        self.requeue()
+        return record
+
     def cycle(self, clients: int) -> dict[str, Any]:
         ids = self._identities(f"cycle-{clients}", data.operators_for(clients))
         self._warmup("cycle", ids, clients)
@@ -644,6 +663,9 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 - one linear
                     results.setdefault("ceiling", []).append(bench.ceiling(clients))
                 if "allocate" in args.scenarios:
                     results.setdefault("allocate", []).append(bench.allocate(clients))
+            peak = max((r["throughput_per_s"] for r in results.get("allocate", [])), default=0.0)
+            if "openloop" in args.scenarios and peak:
+                results["openloop"] = bench.openloop(report.P99_CLIENTS, peak)
             if "cycle" in args.scenarios:
                 results["cycle"] = [bench.cycle(args.cycle_clients)]
             if "profile" in args.scenarios:

@@ -174,6 +174,45 @@ async def test_f3_allocate_unsubscribe_and_resolve_of_one_operator(
     assert await allocated_outside_subscriptions(db) == []
 
 
+async def assigned_to_missing_operators(db: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Conversations whose assignee does not exist (no foreign key checks it: migration 0012,
+    the status-row rule of sql/locking.py does)."""
+    return await db.fetch(
+        """
+        SELECT c.id, c.state::text AS state, c.assigned_operator_id FROM conversation_refs c
+        WHERE c.tenant_id = $1 AND c.assigned_operator_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM operators o
+                          WHERE o.tenant_id = c.tenant_id AND o.id = c.assigned_operator_id)
+        """,
+        TENANT,
+    )
+
+
+@pytest.mark.parametrize("first", ["delete", "take"])
+@pytest.mark.parametrize("how", ["allocate", "claim"])
+async def test_operator_delete_while_it_takes_a_conversation(
+    dsn: str, db: asyncpg.Pool, how: str, first: str
+) -> None:
+    """Without a foreign key on the assignee, the status row alone keeps a conversation from
+    being given to an operator that is being deleted: whichever gets the row first, the
+    operator ends up deleted and no conversation points at it."""
+    async with actors(dsn, "delete", how) as sessions, holder(dsn) as hold:
+        await hold.hold(LOCK_STATUS_ROW, OP4)  # both queue up behind this, in `first` order
+        deleter, taker = sessions["delete"], sessions[how]
+        delete = OperatorService(deleter.db).delete
+        order = [(deleter, lambda: delete(tenant_id=TENANT, caller_id=UUID(ACME_ADMIN),
+                                           operator_id=OP4)),
+                 (taker, _take(taker, how))]  # fmt: skip
+        for actor, call in order if first == "delete" else reversed(order):
+            await actor.start(call, db)
+        await hold.commit()
+        deleted, taken = await deleter.outcome(), await taker.outcome()
+    assert deleted is None, repr(deleted)
+    no_database_error(taken)
+    assert await db.fetchval("SELECT count(*) FROM operators WHERE id = $1", OP4) == 0
+    assert await assigned_to_missing_operators(db) == []
+
+
 async def test_f8_reassign_to_an_operator_who_unsubscribes_meanwhile(
     dsn: str, db: asyncpg.Pool
 ) -> None:
@@ -181,10 +220,10 @@ async def test_f8_reassign_to_an_operator_who_unsubscribes_meanwhile(
     commits, then the reassign commits: the conversation must not end up ALLOCATED to an
     operator that is not subscribed to its inbox."""
     async with actors(dsn, "reassign", "unsubscribe") as sessions, holder(dsn) as hold:
-        # Holds the reassign at its last step (the foreign-key check on the new assignee).
-        await hold.hold(
-            "SELECT 1 FROM operators WHERE tenant_id = $2 AND id = $1 FOR UPDATE", OP5, TENANT
-        )
+        # Holds the reassign at its last step, once it holds the target's status row: the
+        # statement that assigns also writes the event, whose foreign-key check takes the
+        # tenant row FOR KEY SHARE.
+        await hold.hold("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", TENANT)
         reassigner, leaver = sessions["reassign"], sessions["unsubscribe"]
         unsubscribe = SubscriptionService(leaver.db).unsubscribe
         await reassigner.start(_lifecycle(reassigner, "reassign"), db)

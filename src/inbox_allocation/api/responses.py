@@ -19,12 +19,15 @@ JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 
 
 def format_timestamp(value: datetime) -> str:
-    """RFC 3339 UTC; microseconds trimmed of trailing zeros (docs/decisions.md#timestamps)."""
-    value = value.astimezone(UTC)
-    # The year always has four digits (strftime's %Y drops leading zeros before year 1000).
-    text = f"{value.year:04d}" + value.strftime("-%m-%dT%H:%M:%S")
+    """RFC 3339 UTC; microseconds trimmed of trailing zeros (docs/decisions.md#timestamps).
+
+    Built from `isoformat()` (C code, four-digit years included) rather than strftime: a
+    page of 50 conversations renders 200 timestamps, and this was most of its CPU."""
+    if value.tzinfo is None or value.utcoffset():  # database values are UTC already
+        value = value.astimezone(UTC)
+    text = value.isoformat()[:-6]  # without the "+00:00"
     if value.microsecond:
-        text += f".{value.microsecond:06d}".rstrip("0")
+        return text.rstrip("0") + "Z"
     return text + "Z"
 
 

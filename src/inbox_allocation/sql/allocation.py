@@ -25,8 +25,12 @@ from inbox_allocation.sql.events import (
 
 
 # The best QUEUED conversation of each subscribed inbox among the rows matching `condition`,
-# in the order of the priority key `key` (one class scan of ALLOCATE_NEXT below).
-def _best_of_each_inbox(condition: str, key: str) -> str:
+# in the order of the priority key `key` (one class scan of ALLOCATE_NEXT below). `lock`:
+# the row is locked FOR NO KEY UPDATE SKIP LOCKED as the scan finds it (rows another
+# transaction holds are passed over); without it, the best row of the snapshot is returned
+# whether someone holds it or not.
+def _best_of_each_inbox(condition: str, key: str, *, lock: bool) -> str:
+    locking = "\n        FOR NO KEY UPDATE OF c SKIP LOCKED" if lock else ""
     return f"""
     SELECT pick.*, subscribed.beta
     FROM subscribed
@@ -36,8 +40,7 @@ def _best_of_each_inbox(condition: str, key: str) -> str:
         WHERE c.tenant_id = $1 AND c.inbox_id = subscribed.inbox_id AND c.state = 'QUEUED'
           AND {condition}
         ORDER BY c.{key} DESC, c.last_message_at ASC, c.id ASC
-        LIMIT 1
-        FOR NO KEY UPDATE OF c SKIP LOCKED
+        LIMIT 1{locking}
     ) AS pick"""
 
 
@@ -45,16 +48,36 @@ def _best_of_each_inbox(condition: str, key: str) -> str:
 # index. No upper bound on the key: a row whose keys still carry older weights (a weights
 # change is being recomputed, services/priority_keys.py) can lie above the highest key a
 # young row has under the current weights, and must stay reachable.
-def _young(flag: str) -> str:
+def _young(flag: str, *, lock: bool) -> str:
     return _best_of_each_inbox(
         f"{flag} AND c.last_message_at > to_timestamp($3::float8 - 86400)",
         "priority_young_key",
+        lock=lock,
     )
 
 
-_AGED = _best_of_each_inbox(
-    "c.last_message_at <= to_timestamp($3::float8 - 86400)", "priority_aged_key"
-)
+def _aged(*, lock: bool) -> str:
+    return _best_of_each_inbox(
+        "c.last_message_at <= to_timestamp($3::float8 - 86400)", "priority_aged_key", lock=lock
+    )
+
+
+# The candidates: per subscribed inbox, the best row of each priority class. The flagged
+# young rows are read only when the caller's clock is over 5 minutes behind the database's
+# (flags are set 24 h 5 min after the last message, by the database's clock); the aged class
+# only when the inbox holds such a row (has_aged).
+def _candidates(*, lock: bool) -> str:
+    return f"""{_young("NOT c.aged", lock=lock)}
+    UNION ALL{_young("c.aged", lock=lock)}
+    WHERE to_timestamp($3::float8) < statement_timestamp() - interval '5 minutes'
+    UNION ALL{_aged(lock=lock)}
+    WHERE subscribed.has_aged"""
+
+
+# Candidates compared by their priority at instant $3; ties: longest waiting, then id.
+_PRIORITY_ORDER = """ORDER BY LEAST(priority_young_key + beta * $3::float8 / 86400,
+                   priority_aged_key + beta) DESC,
+             last_message_at ASC, id ASC"""
 
 
 # One statement, one round trip:
@@ -65,18 +88,26 @@ _AGED = _best_of_each_inbox(
 #   it a grace row if it goes OFFLINE); $4 = true admits only uncapped operators (capped ones
 #   come through LOCK_CALLER + COUNT_ACTIVE in a transaction first, and pass false);
 # - its subscribed inboxes;
-# - per subscribed inbox, the best QUEUED candidate of each priority class, each a short
-#   index scan with FOR NO KEY UPDATE SKIP LOCKED: rows another allocator holds are skipped,
-#   so two callers never receive the same conversation and none waits
-# (docs/decisions.md#allocation-order);
+# - the best QUEUED conversation of all of them by the allocation order
+#   (docs/decisions.md#allocation-order), found in two steps so that in the common case one
+#   row is locked, not one per inbox and class:
+#   1. `seen`: per subscribed inbox and priority class, the best row of the snapshot, read
+#      without a lock (short index descents); the best of those is then locked
+#      FOR NO KEY UPDATE SKIP LOCKED and re-checked on its newest version: still QUEUED, in
+#      the same inbox (`first`).
+#      It is the best row the snapshot holds, so when it is free nothing free is better;
+#   2. only when another transaction holds it, or took it since the snapshot (`first` is
+#      empty): `held_over`, the scans of step 1 again, each locking the best row it can
+#      take (FOR NO KEY UPDATE SKIP LOCKED: rows others hold are passed over, none waits),
+#      and the best of those. This is exactly what the statement did in one step before:
+#      the same answer, but it locks a row per inbox and class, which step 1 avoids.
+#   Either way two callers never receive the same conversation and none waits;
 #   young = waiting under 24 h at $3, ordered by priority_young_key, read from the rows not
-#   flagged `aged` (migration 0005; the scan starts at the highest key a young row can have)
-#   and, only when the caller's clock is over 5 minutes behind the database's, from the
-#   flagged rows too (flags are set 24 h 5 min after the last message, by the database's
-#   clock); aged = waiting 24 h or more, ordered by priority_aged_key, scanned only when the
-#   inbox holds such a row (two descents of idx_conversations_queue_age: without skip scan,
-#   PostgreSQL < 18 would read a young-only queue to the end to find none);
-# - the candidates compared by their priority at instant $3, ties: longest waiting, then id;
+#   flagged `aged` (migration 0005) and, only when the caller's clock is over 5 minutes
+#   behind the database's, from the flagged rows too; aged = waiting 24 h or more, ordered
+#   by priority_aged_key, scanned only when the inbox holds such a row (two descents of
+#   idx_conversations_queue_age: without skip scan, PostgreSQL < 18 would read a young-only
+#   queue to the end to find none);
 # - the winner's subscription locked FOR KEY SHARE SKIP LOCKED, never waiting: an unsubscribe
 #   (or inbox delete) that committed after this statement's snapshot makes it allocate nothing
 #   (the client retries); one in progress holds the caller's status row, which
@@ -117,23 +148,28 @@ subscribed AS (
     JOIN operator_inbox_subscriptions sub
       ON sub.tenant_id = $1 AND sub.operator_id = caller.operator_id
 ),
-young_best AS ({_young("NOT c.aged")}
-    UNION ALL{_young("c.aged")}
-    WHERE to_timestamp($3::float8) < statement_timestamp() - interval '5 minutes'
+seen AS ({_candidates(lock=False)}
 ),
-aged_best AS ({_AGED}
-    WHERE subscribed.has_aged
+best_seen AS (
+    SELECT seen.id, seen.inbox_id FROM seen {_PRIORITY_ORDER} LIMIT 1
 ),
-candidates AS (
-    SELECT * FROM young_best
-    UNION ALL
-    SELECT * FROM aged_best
+first AS (
+    SELECT c.id, c.inbox_id
+    FROM best_seen
+    JOIN conversation_refs c
+      ON c.tenant_id = $1 AND c.id = best_seen.id AND c.inbox_id = best_seen.inbox_id
+    WHERE c.state = 'QUEUED'
+    FOR NO KEY UPDATE OF c SKIP LOCKED
+),
+held_over AS ({_candidates(lock=True)}
 ),
 chosen AS (
-    SELECT id, inbox_id
-    FROM candidates
-    ORDER BY LEAST(priority_young_key + beta * $3::float8 / 86400, priority_aged_key + beta) DESC,
-             last_message_at ASC, id ASC
+    SELECT id, inbox_id FROM first
+    UNION ALL
+    (SELECT id, inbox_id FROM held_over
+     WHERE NOT EXISTS (SELECT 1 FROM first)
+     {_PRIORITY_ORDER}
+     LIMIT 1)
     LIMIT 1
 ),
 still_subscribed AS (

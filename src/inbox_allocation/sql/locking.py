@@ -6,6 +6,7 @@ transactions can wait for each other in a cycle (a deadlock, answered 503 after 
                              conversations (the foreign key) take it FOR KEY SHARE
     3. operator status rows  ascending operator_id
     4. operator row          role change, delete; foreign-key checks of new references
+                             (labels; not conversations: see "The status row" below)
     5. subscription rows
     6. conversation rows     ascending id when a statement locks several
     7. grace rows
@@ -13,9 +14,10 @@ transactions can wait for each other in a cycle (a deadlock, answered 503 after 
 
 A statement may take a lock out of this order only if it never waits for it (SKIP LOCKED or
 NOWAIT): allocation takes the caller's status row NOWAIT (when it is busy, the request locks
-it in a statement of its own, waiting, and allocates in the next one), then candidate
-conversations and the winner's subscription with SKIP LOCKED; claim takes its conversation
-NOWAIT; the weights recompute and the grace sweeper skip locked rows.
+it in a statement of its own, waiting, and allocates in the next one), then the conversation
+it takes (the best one of its snapshot; only when someone holds that one, the best free one
+of each inbox and priority class) and the winner's subscription with SKIP LOCKED; claim takes
+its conversation NOWAIT; the weights recompute and the grace sweeper skip locked rows.
 
 The status row is the guard of "which conversations may an operator hold". Every path that
 gives a conversation to an operator holds that operator's status row (allocate and claim FOR
@@ -26,6 +28,13 @@ FOR UPDATE before it touches a subscription or a conversation. So the two never 
 and a subscription needs no lock of its own except where one statement both locks the status
 row and reads subscriptions (allocation: the winner's subscription FOR KEY SHARE SKIP LOCKED
 catches an unsubscribe that committed after the statement's snapshot was taken).
+
+The same rule keeps conversations from pointing at operators that are gone, which is why
+conversation_refs.assigned_operator_id has no foreign key (migration 0012; the key's check
+locked the operator row on every allocation): a path that assigns requires the operator's
+status row and holds it (a deleted operator has none: it goes with the operator), and
+operator delete locks that row FOR UPDATE, then re-queues and clears the operator's
+conversations and deletes it in the same transaction.
 
 The holder of a conversation is known only from the conversation row, which comes later in
 the order: lifecycle transitions (resolve, deallocate, reassign, move) read the row without a
