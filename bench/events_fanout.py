@@ -81,30 +81,59 @@ async def allocate_load(base: str, seconds: float, concurrency: int) -> float:
 
 
 class Readers:
-    """READERS open SSE streams; records when each event id reaches each reader."""
+    """READERS open SSE streams; records when each event id reaches each reader.
+
+    Plain asyncio sockets and a byte search per received chunk, not an HTTP client library:
+    the readers share the machine (and this process) with the service under test, and a
+    client that parses every frame of 1,000 streams would measure itself."""
 
     def __init__(self, base: str, count: int, params: dict[str, str]) -> None:
-        self.base, self.count, self.params = base, count, params
+        self.count, self.params = count, params
+        url = httpx.URL(base)
+        self.host, self.port = str(url.host), int(url.port or 80)
         self.arrivals: dict[str, list[float]] = {}
         self.open = 0
         self.tasks: list[asyncio.Task[None]] = []
-        self.http = httpx.AsyncClient(
-            base_url=base, timeout=httpx.Timeout(10, read=None),
-            limits=httpx.Limits(max_connections=count + 10),
-        )  # fmt: skip
+
+    def _request(self) -> bytes:
+        query = str(httpx.QueryParams(self.params))
+        path = "/api/v1/events" + (f"?{query}" if query else "")
+        headers = {**who(MANAGER), "Accept": "text/event-stream", "Host": f"{self.host}"}
+        lines = [f"GET {path} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+        return "\r\n".join(lines).encode()
 
     async def _read(self) -> None:
-        headers = {**who(MANAGER), "Accept": "text/event-stream"}
-        async with self.http.stream("GET", "/api/v1/events", params=self.params,
-                                    headers=headers) as response:  # fmt: skip
+        reader, writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
+        try:
+            writer.write(self._request())
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"stream refused: {head[:200]!r}")
             self.open += 1
-            async for line in response.aiter_lines():
-                # Keyed by the conversation's external id (no JSON parsing per frame).
-                start = line.find(_EXTERNAL)
-                if line.startswith("data: ") and start >= 0:
-                    start += len(_EXTERNAL)
-                    external = line[start : line.index('"', start)]
-                    self.arrivals.setdefault(external, []).append(time.monotonic())
+            marker = _EXTERNAL.encode()
+            tail = b""
+            while True:
+                chunk = await reader.read(1 << 16)
+                if not chunk:
+                    return
+                now = time.monotonic()
+                # Keyed by the conversation's external id; a frame split across two reads is
+                # found in the kept tail of the previous read.
+                text = tail + chunk
+                start = text.find(marker)
+                last_end = 0
+                while start >= 0:
+                    start += len(marker)
+                    end = text.find(b'"', start)
+                    if end < 0:
+                        break
+                    external = text[start:end].decode()
+                    self.arrivals.setdefault(external, []).append(now)
+                    last_end = end
+                    start = text.find(marker, end)
+                tail = text[max(last_end, len(text) - 200) :]
+        finally:
+            writer.close()
 
     async def start(self) -> None:
         for _ in range(self.count):
@@ -122,7 +151,6 @@ class Readers:
         for task in self.tasks:
             with contextlib.suppress(BaseException):
                 await task
-        await self.http.aclose()
 
 
 async def latency(base: str, readers: Readers, seconds: float, rate: float) -> dict[str, Any]:
@@ -201,6 +229,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rate", type=float, default=5.0, help="ingests per second (latency)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
     workdir = world_traversable_tempdir("inbox-allocation-fanout-")
     log = workdir / "service.log"
@@ -214,8 +243,9 @@ def main() -> int:
         stop_service(process)
         shutil.rmtree(workdir, ignore_errors=True)
     result["at"] = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"events-fanout-{result['at']}.json").write_text(json.dumps(result, indent=2))
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    path = args.results_dir / f"events-fanout-{result['at']}.json"
+    path.write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
     return 0
 
