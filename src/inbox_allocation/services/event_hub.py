@@ -25,7 +25,7 @@ from uuid import UUID
 
 import asyncpg
 
-from inbox_allocation.db.pool import CONNECT_TIMEOUT_SECONDS, CONNECTION_ERRORS
+from inbox_allocation.db.pool import CONNECT_ERRORS, CONNECT_TIMEOUT_SECONDS
 from inbox_allocation.logging import get_logger
 from inbox_allocation.services.events import EventStream, Row, render_event
 from inbox_allocation.sql import events as sql
@@ -113,7 +113,7 @@ class EventHub:
                 continue
             try:
                 await self.poll()
-            except CONNECTION_ERRORS as exc:
+            except CONNECT_ERRORS as exc:  # its own connection: connecting or a statement
                 log.warning("event hub: database unavailable", error=f"{type(exc).__name__}")
                 await self._drop_connection()
             except Exception:
