@@ -655,6 +655,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 - one linear
                 results.setdefault("endpoints", []).append(bench.ingest())
             if "list" in args.scenarios or "search" in args.scenarios:
                 results.setdefault("endpoints", []).extend(bench.endpoints())
+            if "list" in args.scenarios:
+                results["priority_plan"] = variants.explain_priority_list(bench)
         except Exception as exc:  # keep what was measured; report the failure
             failed = exc
             notes.append(f"run aborted: {type(exc).__name__}: {exc}")
