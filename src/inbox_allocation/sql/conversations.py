@@ -125,9 +125,10 @@ LIMIT $2
 # listed inboxes (PRIORITY_WHERE_INBOX, PRIORITY_VISIBLE_TO_OPERATOR).
 #
 # A floor keeps the scans short: first the best PROBE_ROWS of every inbox and class (`probe`);
-# if those are $2 or more, the $2-th best of them (`page_floor`) is at or below the page's lowest
-# score, since the page is the best $2 of a superset. So every class scan then stops at the
-# floor's key (a range condition on its index), reading about a page's worth of rows in all
+# if those are $2 or more, the $2-th best of them (`page_floor`; NULL, no floor, when fewer were
+# probed) is at or below the page's lowest score, since the page is the best $2 of a superset.
+# So every class scan then stops at the floor's key (a range condition of its index scan, hence
+# `coalesce(…, -Infinity)` rather than an OR), reading about a page's worth of rows in all
 # instead of $2 rows per inbox and class (2,040 rows for 20 inboxes at 50 a page).
 PROBE_ROWS = 3
 
@@ -152,7 +153,7 @@ def _queued_after_cursor(
     )
     floor = (
         f"""
-          AND (page_floor.score IS NULL OR c.{key} >= {floor_key} - 1e-9)"""
+          AND c.{key} >= coalesce({floor_key} - 1e-9, '-Infinity'::float8)"""
         if floor_key is not None
         else ""
     )
@@ -224,7 +225,6 @@ WITH listed AS (
 probe AS ({_class_scans(cursor=cursor, limit=str(PROBE_ROWS), floored=False)}
 ),
 page_floor AS (
-    -- The $2-th best probed score; NULL (no floor) when fewer rows were probed.
     SELECT (SELECT p.score FROM probe p ORDER BY p.score DESC OFFSET $2 - 1 LIMIT 1) AS score
 ),
 candidates AS ({_class_scans(cursor=cursor, limit="$2", floored=True)}
