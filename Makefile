@@ -116,7 +116,7 @@ stress: $(DEV_STAMP) ## Stress (2 workers, 64 operators, invariant checker, ~3 m
 	@$(BIN)/python -m stress.run --profile full
 	@$(BIN)/python -m stress.run --soak 600
 
-bench: $(BENCH_STAMP) ## Benchmark /allocate against a pgbench ceiling on its own PostgreSQL (≤ 10 min; bench/results/)
+bench: $(BENCH_STAMP) ## Benchmark /allocate against a pgbench ceiling on its own PostgreSQL, with token-mode and 1,000-reader variants (≤ 12 min; bench/results/)
 	@$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lock: ## Re-resolve requirements/*.txt from pyproject.toml (UPGRADE=1: newest transitive versions too)

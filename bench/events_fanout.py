@@ -3,11 +3,12 @@
 Starts the service (one uvicorn worker, embedded PostgreSQL, demo data) and measures:
 
 1. allocate, no readers — allocate + deallocate pairs from CONCURRENCY client loops for
-   PHASE seconds (every pair writes two events);
+   PHASE seconds (every pair writes two events), with the service's CPU per pair;
 2. allocate, 1,000 readers — the same with READERS open SSE streams of Acme's manager,
    filtered to `operator.status_changed` (so the streams stay open and registered with the
-   worker's hub, which reads and hands every batch to all of them, while this one load
-   generator process does not have to parse 1,000 copies of every event);
+   worker's hub, which reads and hands every batch to all of them), held by a child process
+   (the load generator's own process stays as in (1)); then (1) again,
+   and the change is taken against the mean of the two runs without readers;
 3. latency, 1,000 readers — READERS unfiltered SSE streams receive every event while
    conversations are ingested at INGEST_RATE per second; commit-to-delivery is measured from
    just before each POST is sent (an upper bound: the commit happens later) to the frame's
@@ -24,11 +25,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
+import os
 import shutil
 import statistics
 import time
 import uuid
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -81,30 +85,59 @@ async def allocate_load(base: str, seconds: float, concurrency: int) -> float:
 
 
 class Readers:
-    """READERS open SSE streams; records when each event id reaches each reader."""
+    """READERS open SSE streams; records when each event id reaches each reader.
+
+    Plain asyncio sockets and a byte search per received chunk, not an HTTP client library:
+    the readers share the machine (and this process) with the service under test, and a
+    client that parses every frame of 1,000 streams would measure itself."""
 
     def __init__(self, base: str, count: int, params: dict[str, str]) -> None:
-        self.base, self.count, self.params = base, count, params
+        self.count, self.params = count, params
+        url = httpx.URL(base)
+        self.host, self.port = str(url.host), int(url.port or 80)
         self.arrivals: dict[str, list[float]] = {}
         self.open = 0
         self.tasks: list[asyncio.Task[None]] = []
-        self.http = httpx.AsyncClient(
-            base_url=base, timeout=httpx.Timeout(10, read=None),
-            limits=httpx.Limits(max_connections=count + 10),
-        )  # fmt: skip
+
+    def _request(self) -> bytes:
+        query = str(httpx.QueryParams(self.params))
+        path = "/api/v1/events" + (f"?{query}" if query else "")
+        headers = {**who(MANAGER), "Accept": "text/event-stream", "Host": f"{self.host}"}
+        lines = [f"GET {path} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+        return "\r\n".join(lines).encode()
 
     async def _read(self) -> None:
-        headers = {**who(MANAGER), "Accept": "text/event-stream"}
-        async with self.http.stream("GET", "/api/v1/events", params=self.params,
-                                    headers=headers) as response:  # fmt: skip
+        reader, writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
+        try:
+            writer.write(self._request())
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"stream refused: {head[:200]!r}")
             self.open += 1
-            async for line in response.aiter_lines():
-                # Keyed by the conversation's external id (no JSON parsing per frame).
-                start = line.find(_EXTERNAL)
-                if line.startswith("data: ") and start >= 0:
-                    start += len(_EXTERNAL)
-                    external = line[start : line.index('"', start)]
-                    self.arrivals.setdefault(external, []).append(time.monotonic())
+            marker = _EXTERNAL.encode()
+            tail = b""
+            while True:
+                chunk = await reader.read(1 << 16)
+                if not chunk:
+                    return
+                now = time.monotonic()
+                # Keyed by the conversation's external id; a frame split across two reads is
+                # found in the kept tail of the previous read.
+                text = tail + chunk
+                start = text.find(marker)
+                last_end = 0
+                while start >= 0:
+                    start += len(marker)
+                    end = text.find(b'"', start)
+                    if end < 0:
+                        break
+                    external = text[start:end].decode()
+                    self.arrivals.setdefault(external, []).append(now)
+                    last_end = end
+                    start = text.find(marker, end)
+                tail = text[max(last_end, len(text) - 200) :]
+        finally:
+            writer.close()
 
     async def start(self) -> None:
         for _ in range(self.count):
@@ -122,7 +155,6 @@ class Readers:
         for task in self.tasks:
             with contextlib.suppress(BaseException):
                 await task
-        await self.http.aclose()
 
 
 async def latency(base: str, readers: Readers, seconds: float, rate: float) -> dict[str, Any]:
@@ -159,7 +191,53 @@ async def latency(base: str, readers: Readers, seconds: float, rate: float) -> d
     }
 
 
-async def measure(base: str, args: argparse.Namespace) -> dict[str, Any]:
+def _hold_idle_readers(base: str, count: int, ready: Connection) -> None:
+    async def hold() -> None:
+        readers = Readers(base, count, {"types": "operator.status_changed"})
+        await readers.start()
+        ready.send(True)
+        await asyncio.Event().wait()  # until terminated
+
+    asyncio.run(hold())
+
+
+def start_idle_readers(base: str, count: int) -> multiprocessing.Process:
+    """`count` open SSE streams held by a child process, so that this process, which
+    generates the /allocate load, does not also carry a thousand sockets (its own slowdown
+    would read as the service's)."""
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.Process(target=_hold_idle_readers, args=(base, count, child),
+                                      daemon=True)  # fmt: skip
+    process.start()
+    if not parent.poll(120):
+        process.terminate()
+        raise RuntimeError("the idle readers did not connect within 120 s")
+    parent.recv()
+    return process
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (the service: one worker serves in-process)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def allocate_phase(base: str, args: argparse.Namespace, pid: int) -> dict[str, float]:
+    """Pairs per second, and the service's CPU per pair (what the machine's other load
+    barely moves, unlike the throughput)."""
+    cpu = cpu_seconds(pid)
+    started = time.monotonic()
+    per_s = await allocate_load(base, args.seconds, args.concurrency)
+    pairs = per_s * (time.monotonic() - started)
+    used = cpu_seconds(pid) - cpu
+    return {"per_s": round(per_s, 1), "service_cpu_us_per_pair": round(1e6 * used / pairs, 1)
+            if pairs else 0.0}  # fmt: skip
+
+
+async def measure(base: str, args: argparse.Namespace, pid: int) -> dict[str, Any]:
+    """Allocation without readers, with them, without again (the mean of the two runs
+    without is the reference, so a drift of the machine's load during the run cancels out),
+    then the latency phase."""
     result: dict[str, Any] = {"readers": args.readers, "phase_seconds": args.seconds,
                               "concurrency": args.concurrency}  # fmt: skip
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
@@ -168,19 +246,22 @@ async def measure(base: str, args: argparse.Namespace) -> dict[str, Any]:
                 "inbox_id": INBOX, "external_conversation_id": f"fanout-queue-{n}",
                 "customer_phone_number": "+14155550101"})  # fmt: skip
     await allocate_load(base, 3, args.concurrency)  # warm-up
-    result["allocate_per_s_no_readers"] = round(
-        await allocate_load(base, args.seconds, args.concurrency), 1
-    )
-    idle = Readers(base, args.readers, {"types": "operator.status_changed"})
-    await idle.start()
+    before = await allocate_phase(base, args, pid)
+    idle = start_idle_readers(base, args.readers)
     try:
-        result["allocate_per_s_with_readers"] = round(
-            await allocate_load(base, args.seconds, args.concurrency), 1
-        )
+        with_readers = await allocate_phase(base, args, pid)
     finally:
-        await idle.stop()
-    result["allocate_change_pct"] = round(
-        100 * (result["allocate_per_s_with_readers"] / result["allocate_per_s_no_readers"] - 1), 1
+        idle.terminate()
+        idle.join(10)
+    after = await allocate_phase(base, args, pid)
+    without = (before["per_s"] + after["per_s"]) / 2
+    cpu_without = (before["service_cpu_us_per_pair"] + after["service_cpu_us_per_pair"]) / 2
+    result["allocate_runs"] = {"without": before, "with": with_readers, "without again": after}
+    result["allocate_per_s_no_readers"] = round(without, 1)
+    result["allocate_per_s_with_readers"] = with_readers["per_s"]
+    result["allocate_change_pct"] = round(100 * (with_readers["per_s"] / without - 1), 1)
+    result["service_cpu_change_pct"] = round(
+        100 * (with_readers["service_cpu_us_per_pair"] / cpu_without - 1), 1
     )
     live = Readers(base, args.readers, {})
     await live.start()
@@ -188,6 +269,7 @@ async def measure(base: str, args: argparse.Namespace) -> dict[str, Any]:
         result["latency"] = await latency(base, live, args.seconds, args.rate)
     finally:
         await live.stop()
+    result["loadavg"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
 
@@ -201,6 +283,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rate", type=float, default=5.0, help="ingests per second (latency)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
     workdir = world_traversable_tempdir("inbox-allocation-fanout-")
     log = workdir / "service.log"
@@ -209,13 +292,14 @@ def main() -> int:
     process = start_service(workdir, free_port(), port, log, "--seed")
     try:
         wait_ready(process, base, output=lambda: log.read_text(errors="replace"))
-        result = asyncio.run(measure(base, args))
+        result = asyncio.run(measure(base, args, process.pid))
     finally:
         stop_service(process)
         shutil.rmtree(workdir, ignore_errors=True)
     result["at"] = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"events-fanout-{result['at']}.json").write_text(json.dumps(result, indent=2))
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    path = args.results_dir / f"events-fanout-{result['at']}.json"
+    path.write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
     return 0
 

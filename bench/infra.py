@@ -221,8 +221,11 @@ def stop_process_group(proc: subprocess.Popen[bytes], sig: int, timeout: float) 
 class Service:
     """`python -m inbox_allocation serve` against our PostgreSQL, N uvicorn workers."""
 
-    def __init__(self, dsn: str, workers: int, log_path: Path) -> None:
+    def __init__(
+        self, dsn: str, workers: int, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.dsn = dsn
+        self.extra_env = env or {}
         self.workers = workers
         self.port = free_port()
         self.log_path = log_path
@@ -245,6 +248,7 @@ class Service:
             SERVER_WORKERS=str(self.workers),
             LOG_LEVEL="warning",
         )
+        env.update(self.extra_env)  # a variant's settings (e.g. AUTH_MODE=token)
         parent = os.getpid()
 
         def die_with_parent() -> None:

@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 from fastapi import FastAPI
 
+from inbox_allocation.api.auth import AuthenticationMiddleware
 from inbox_allocation.app import create_app
 from inbox_allocation.config import Settings
 from inbox_allocation.db.pool import Connection
@@ -107,10 +108,22 @@ async def running_app(settings: Settings, **changes: Any) -> AsyncIterator[FastA
         yield application
 
 
+def forget_verified_tokens(application: FastAPI) -> None:
+    """Empty the app's cache of verified tokens (services.tokens.TokenAuthenticator). Every
+    test starts from a reseeded database, which to a long-lived app is a restore: tokens an
+    earlier test revoked or expired exist again, and the reverse."""
+    layer: Any = application.middleware_stack
+    while layer is not None:
+        if isinstance(layer, AuthenticationMiddleware):
+            layer.tokens.forget()
+        layer = getattr(layer, "app", None)
+
+
 @asynccontextmanager
 async def http_client(
     application: FastAPI, hook: Callable[[httpx.Request], Awaitable[None]] | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
+    forget_verified_tokens(application)
     transport = httpx.ASGITransport(app=application)
     hooks = {"request": [hook]} if hook else {}
     async with httpx.AsyncClient(

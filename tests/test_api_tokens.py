@@ -4,20 +4,23 @@
   even an idempotent replay keeps it); GET never shows it.
 - ADMIN on any operator of its tenant, any operator on itself, else 403; another tenant's
   operator is 404.
-- Revocation and operator deletion refuse the token at once — on another app instance with
-  its own pool too (two "replicas").
+- Revocation and operator deletion refuse the token within a second — on every app instance
+  (two "replicas", each with its own pool and its own cache of verified tokens, both of
+  which used the token just before), and at once on an instance that had not cached it.
 - Identity headers that contradict the token are 401; last_used_at is written on use but not
   on every request; the token never reaches the logs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import httpx
@@ -27,7 +30,17 @@ from fastapi import FastAPI
 from structlog.testing import capture_logs
 
 from inbox_allocation.config import Settings
-from tests.auth_support import bearer, http_client, running_app, seed_token, seed_token_id
+from inbox_allocation.db.pool import Database
+from inbox_allocation.domain.errors import Unauthorized
+from inbox_allocation.services.tokens import TokenAuthenticator
+from tests.auth_support import (
+    bearer,
+    http_client,
+    running_app,
+    seed_token,
+    seed_token_id,
+    token_hash,
+)
 from tests.route_catalog import error_code, outcome
 from tests.seed_ids import (
     ACME,
@@ -170,7 +183,20 @@ async def test_who_may_manage_whose_tokens(client: httpx.AsyncClient) -> None:
 # --- token mode -----------------------------------------------------------------------------
 
 
-async def test_a_new_token_works_and_revocation_is_immediate_on_every_replica(
+async def refused_within_a_second(http: httpx.AsyncClient, credentials: dict[str, str]) -> None:
+    """The token is refused (401) within the 1 s the revocation rule allows: a replica may
+    answer from its cache of verified tokens until its next re-check (tokens.CACHE_SECONDS)."""
+    for _ in range(20):
+        response = await http.get("/api/v1/operator/status", headers=credentials)
+        if response.status_code == 401:
+            break
+        assert response.status_code == 200, outcome(response)
+        await asyncio.sleep(0.05)
+    assert (response.status_code, error_code(response)) == (401, "UNAUTHORIZED")
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_new_token_works_and_revocation_reaches_every_replica(
     tc: httpx.AsyncClient, replica: FastAPI
 ) -> None:
     admin = bearer(seed_token(ACME_ADMIN))
@@ -187,11 +213,9 @@ async def test_a_new_token_works_and_revocation_is_immediate_on_every_replica(
         revoked = await tc.delete(f"{tokens_path(ACME_OP4)}/{created['id']}", headers=mine)
         assert revoked.status_code == 200, outcome(revoked)
         assert revoked.json()["data"]["revoked_at"] is not None
-        # ... and refused by both from that answer on.
+        # ... and refused by both within a second (both had just verified and cached it).
         for http in (tc, other):
-            after = await http.get("/api/v1/operator/status", headers=mine)
-            assert (after.status_code, error_code(after)) == (401, "UNAUTHORIZED")
-            assert after.headers["www-authenticate"] == "Bearer"
+            await refused_within_a_second(http, mine)
         # Revoking again: 200, same instant; the listing shows it revoked.
         again = await tc.delete(f"{tokens_path(ACME_OP4)}/{created['id']}", headers=admin)
         assert again.json()["data"]["revoked_at"] == revoked.json()["data"]["revoked_at"]
@@ -211,8 +235,7 @@ async def test_deleting_an_operator_revokes_its_tokens(
     assert deleted.status_code == 204, outcome(deleted)
     async with http_client(replica) as other:
         for http in (tc, other):
-            response = await http.get("/api/v1/operator/status", headers=op5)
-            assert (response.status_code, error_code(response)) == (401, "UNAUTHORIZED")
+            await refused_within_a_second(http, op5)
     left = await db.fetchval(
         "SELECT (SELECT count(*) FROM api_tokens WHERE operator_id = $1::uuid)"
         " + (SELECT count(*) FROM api_token_lookup WHERE operator_id = $1::uuid)",
@@ -356,3 +379,34 @@ async def test_a_refused_request_does_not_count_as_a_use(
         "SELECT last_used_at FROM api_tokens WHERE id = $1", uuid.UUID(token_id)
     )
     assert used is None
+
+
+async def test_a_cached_token_skips_the_lookup_and_is_rechecked(db: asyncpg.Pool) -> None:
+    """A process answers a token it verified from its cache (no statement per request) and
+    re-checks the cache against the database once `cache_seconds` passed: a token whose
+    lookup row is gone (revoked) is refused from that re-check on."""
+    database = Database(db)
+    statements: list[str] = []
+    for method in ("fetch", "fetchrow"):
+        real = getattr(database, method)
+
+        async def counted(query: str, *args: object, _real: Any = real) -> Any:
+            statements.append(query)
+            return await _real(query, *args)
+
+        setattr(database, method, counted)
+    authenticator = TokenAuthenticator(cache_seconds=0.3)
+    token = seed_token(ACME_OP4)
+    owner = await authenticator.authenticate(database, token)
+    assert str(owner.operator_id) == ACME_OP4
+    first = len(statements)
+    assert first == 1  # the lookup
+    for _ in range(50):
+        assert (await authenticator.authenticate(database, token)) == owner
+    assert len(statements) == first  # all from the cache (well within 0.3 s)
+
+    await db.execute("DELETE FROM api_token_lookup WHERE token_hash = $1", token_hash(token))
+    await asyncio.sleep(0.35)
+    with pytest.raises(Unauthorized):
+        await authenticator.authenticate(database, token)
+    assert len(statements) == first + 2  # the re-check, then the (failed) lookup

@@ -46,6 +46,7 @@ ALL_TENANTS = {
     "stats.QUEUE_BY_TENANT": "GET /metrics: queued conversations and oldest wait per tenant",
     "tenant_admin.LIST_TENANTS": "CLI `tenant list`: every tenant, for the operator",
     "tokens.FIND_BY_HASH": "authentication: the token's hash is what finds its tenant",
+    "tokens.STILL_VALID": "authentication: a process re-checks the token hashes it cached",
 }
 
 SQL_TEXT = re.compile(r"\b(SELECT\s+.+\s+FROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM)\b",

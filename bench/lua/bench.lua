@@ -10,6 +10,8 @@
 --                     becomes one of the connection's inboxes, at random per request
 --   BENCH_RUN_TAG     prefix of the external ids that `ingest` creates
 --   BENCH_PHONE_SPACE customer numbers are +1415 followed by 7 digits below this
+-- An identity line may end with a fourth field, an API token: it is then sent as
+-- `Authorization: Bearer <token>` next to the identity headers (AUTH_MODE=token runs).
 -- done() prints one line "BENCH_JSON {...}" with the counts, the latency percentiles (µs)
 -- and the number of responses per HTTP status.
 
@@ -28,9 +30,9 @@ local identities = nil
 local function load_identities()
   local list = {}
   for line in io.lines(identities_path) do
-    local tenant, operator, inboxes = line:match("^(%S+)%s+(%S+)%s*(%S*)")
+    local tenant, operator, inboxes, token = line:match("^(%S+)%s+(%S+)%s*(%S*)%s*(%S*)")
     if tenant then
-      list[#list + 1] = { tenant = tenant, operator = operator, inboxes = inboxes }
+      list[#list + 1] = { tenant = tenant, operator = operator, inboxes = inboxes, token = token }
     end
   end
   return list
@@ -46,6 +48,7 @@ function setup(thread)
   thread:set("tenant", identity.tenant)
   thread:set("operator", identity.operator)
   thread:set("inbox_csv", identity.inboxes)
+  thread:set("token", identity.token or "")
   threads[n] = thread
 end
 
@@ -66,6 +69,10 @@ function init(args)
     ["X-Operator-ID"] = operator,
     ["Content-Type"] = "application/json",
   }
+  if token ~= nil and token ~= "" then
+    headers["Authorization"] = "Bearer " .. token
+    json_headers["Authorization"] = "Bearer " .. token
+  end
   for inbox in string.gmatch(inbox_csv or "", "[^,]+") do
     inbox_list[#inbox_list + 1] = inbox
   end

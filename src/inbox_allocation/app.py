@@ -158,7 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             jwt_verifier=_jwt_verifier(settings),
         )
     app.add_middleware(JsonBodyMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, read_timeout=settings.read_timeout.total_seconds())
     if settings.cors_origins:
         app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
     app.add_middleware(RequestContextMiddleware, metrics=request_metrics)

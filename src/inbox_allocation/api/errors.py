@@ -36,6 +36,7 @@ from inbox_allocation.domain.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     ValidationFailed,
 )
 from inbox_allocation.domain.ids import parse_uuid
@@ -169,6 +170,8 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
         headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
     elif exc.status_code == 413:
         error = PayloadTooLarge()
+    elif exc.status_code == 408:
+        error = RequestTimeout()
     else:
         error = ApiError(str(exc.detail))
         error.status, error.code = exc.status_code, "BAD_REQUEST"

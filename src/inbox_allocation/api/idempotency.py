@@ -19,7 +19,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from inbox_allocation.api.errors import render_api_error
 from inbox_allocation.api.responses import JSON_MEDIA_TYPE, dumps, error_body, error_response
 from inbox_allocation.db.pool import RESERVATION, UNAVAILABLE_ERRORS
-from inbox_allocation.domain.errors import ApiError, DatabaseUnavailable, PayloadTooLarge
+from inbox_allocation.domain.errors import (
+    ApiError,
+    DatabaseUnavailable,
+    PayloadTooLarge,
+    RequestTimeout,
+)
 from inbox_allocation.domain.ids import parse_uuid
 from inbox_allocation.logging import get_logger
 from inbox_allocation.observability.metrics import record_idempotent_replay
@@ -71,7 +76,7 @@ class _BodyRefused(Exception):
 
 async def _read_body(receive: Receive) -> bytes:
     """The whole request body. Raises `_BodyRefused` when the client disconnects first, and
-    the body-size limit's HTTPException(413) when it is too large."""
+    the body limits' HTTPException(413) when it is too large, (408) when it is too slow."""
     chunks = []
     while True:
         message = await receive()
@@ -155,9 +160,13 @@ class IdempotencyMiddleware:
         except _BodyRefused:
             return  # nobody is left to answer
         except HTTPException as exc:
-            if exc.status_code != 413:
+            # The body limits (size, READ_TIMEOUT) refused it: answered, nothing reserved.
+            if exc.status_code == 413:
+                await render_api_error(PayloadTooLarge())(scope, receive, send)
+            elif exc.status_code == 408:
+                await render_api_error(RequestTimeout())(scope, receive, send)
+            else:
                 raise
-            await render_api_error(PayloadTooLarge())(scope, receive, send)
             return
 
         body_sent = False

@@ -9,6 +9,7 @@ The request context is outermost so that every response (preflights, 413s, repla
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -213,14 +214,21 @@ class JsonBodyMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """Refuse request bodies over 1 MiB with 413 `PAYLOAD_TOO_LARGE`.
+    """Refuse request bodies over 1 MiB with 413 `PAYLOAD_TOO_LARGE`, and bodies not received
+    within READ_TIMEOUT (from the first read of the body) with 408 `REQUEST_TIMEOUT`, so a
+    client that trickles its body cannot hold a request (and its worker's memory) open.
 
     A declared Content-Length is checked up front; a chunked body is counted as it streams.
+    (Reading the request line and headers is uvicorn's, before any middleware runs: bound
+    that on the gateway.)
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, read_timeout: float | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -232,12 +240,27 @@ class BodySizeLimitMiddleware:
             await response(scope, receive, send)
             return
         received = 0
+        deadline: float | None = None
+        complete = False
 
         async def counting_receive() -> Message:
-            nonlocal received
-            message: dict[str, Any] = dict(await receive())
+            nonlocal received, deadline, complete
+            if complete or self.read_timeout is None:
+                message: dict[str, Any] = dict(await receive())
+            else:
+                loop = asyncio.get_running_loop()
+                if deadline is None:
+                    deadline = loop.time() + self.read_timeout
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = dict(await receive())
+                except TimeoutError:
+                    # Rendered as the 408 envelope by the HTTPException handler (and by the
+                    # idempotency middleware, which reads keyed bodies itself).
+                    raise HTTPException(408) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > self.max_bytes:
                     # Rendered as the 413 envelope by the HTTPException handler.
                     raise HTTPException(413)

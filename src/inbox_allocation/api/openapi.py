@@ -118,6 +118,12 @@ def _document_middleware_headers(document: dict[str, Any]) -> None:
                     "content": {"application/json": {"schema": {
                         "$ref": "#/components/schemas/ErrorEnvelope"}}},
                 })  # fmt: skip
+                operation["responses"].setdefault("408", {
+                    "description": "Request body not received within READ_TIMEOUT "
+                                   "(REQUEST_TIMEOUT)",
+                    "content": {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/ErrorEnvelope"}}},
+                })  # fmt: skip
 
 
 # Ids in paths, queries and identity headers: parsed by `domain.ids.parse_uuid` (400 for

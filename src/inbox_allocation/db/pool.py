@@ -34,21 +34,27 @@ from inbox_allocation.sql.idempotency import MARK_EXECUTED
 
 log = get_logger(__name__)
 
-# Errors meaning "the database is not reachable right now" (as opposed to a query bug).
+# Errors meaning "the database is not reachable right now" (as opposed to a query bug), from
+# any database call. Registered app-wide as 503 DB_UNAVAILABLE, so nothing here may also be
+# what a programming error raises: no bare OSError or TimeoutError (a file error, any
+# timeout), no asyncpg InterfaceError ("connection has been released back to the pool") or
+# InternalClientError ("another operation is in progress"). Those are 500s with a stack
+# trace, except where Database knows they came from the database: a timeout waiting for a
+# pooled connection or a statement, an OSError while connecting, a pooled connection found
+# dead (`_stale`) — each raised as DatabaseUnavailable.
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,  # SQLSTATE class 08
     # Class 57: shutting down / starting up (cannot_connect_now), backend terminated
     # (admin_shutdown), crash recovery, statement timeout (query_canceled).
     asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.InterfaceError,  # connection closed underneath a query
-    # A connection that died mid-operation can leave asyncpg's protocol state inconsistent
-    # ("cannot switch to state …") when the pool resets it on release.
-    asyncpg.InternalClientError,
-    ConnectionError,
-    socket.gaierror,
-    OSError,
-    TimeoutError,
+    ConnectionError,  # refused, reset, broken pipe
+    socket.gaierror,  # the database's host name does not resolve
 )
+
+# What a connection attempt of our own (pool start-up, the event hub's connection, `ping`)
+# raises when the server cannot be reached: also a route error (OSError, e.g. "no route to
+# host") and the connect timeout.
+CONNECT_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, OSError, TimeoutError)
 
 # The connection died under a running statement: the server-side transaction is gone.
 DISCONNECT_ERRORS: tuple[type[Exception], ...] = (
@@ -175,17 +181,32 @@ class Database:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """A pooled connection, waited for at most 2 s in all. While a request of a tenant is
-        being served (TENANT is set), it also takes one of the tenant's slots first."""
+        being served (TENANT is set), it also takes one of the tenant's slots first. No
+        connection in time, or none can be opened: DatabaseUnavailable."""
         tenant = TENANT.get()
         if tenant is None or self.tenant_slots is None:
-            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS) as conn:
+            conn = await self._acquire(ACQUIRE_TIMEOUT_SECONDS)
+            try:
                 yield conn
+            finally:
+                await self.pool.release(conn)
             return
         deadline = time.monotonic() + ACQUIRE_TIMEOUT_SECONDS
         async with self.tenant_slots.hold(tenant, ACQUIRE_TIMEOUT_SECONDS):
-            remaining = max(0.001, deadline - time.monotonic())
-            async with self.pool.acquire(timeout=remaining) as conn:
+            conn = await self._acquire(max(0.001, deadline - time.monotonic()))
+            try:
                 yield conn
+            finally:
+                await self.pool.release(conn)
+
+    async def _acquire(self, wait_seconds: float) -> PoolConnectionProxy:
+        try:
+            conn: PoolConnectionProxy = await self.pool.acquire(timeout=wait_seconds)
+        except CONNECT_ERRORS as exc:
+            # Only the wait for a connection (or the opening of a new one) is in this try:
+            # its timeout and OS errors are the database's, not a bug.
+            raise DatabaseUnavailable() from exc
+        return conn
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -218,9 +239,17 @@ class Database:
         except CONFLICT_ERRORS as exc:
             raise TransactionInterrupted() from exc
         except LOST_ERRORS as exc:
+            if committing and _stale(exc):
+                # The connection died under the COMMIT: the outcome is unknown, so no retry,
+                # but the database's condition all the same (503, not a bug).
+                raise DatabaseUnavailable() from exc
             if committing or not (isinstance(exc, DISCONNECT_ERRORS) or _stale(exc)):
                 raise
             raise TransactionInterrupted() from exc
+        except TimeoutError as exc:
+            # A statement of the block ran past the command timeout (the block holds nothing
+            # but database calls): the database is too slow right now.
+            raise DatabaseUnavailable() from exc
 
     async def _begin(self, stack: contextlib.AsyncExitStack) -> tuple[Connection, Any]:
         """A pooled connection with BEGIN sent, released by `stack`; a stale connection (see
@@ -261,9 +290,11 @@ class Database:
                             raise
                         conn.terminate()
                         if attempt == 2:
-                            raise
+                            raise DatabaseUnavailable() from exc
             except CONFLICT_ERRORS as exc:
                 raise TransactionInterrupted() from exc
+            except TimeoutError as exc:  # the statement ran past the command timeout
+                raise DatabaseUnavailable() from exc
         raise AssertionError("unreachable")
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -346,7 +377,7 @@ async def create_pool(settings: Settings, *, attempts: int = 5) -> asyncpg.Pool:
     retrying = AsyncRetrying(
         stop=stop_after_attempt(attempts),
         wait=wait_exponential_jitter(initial=1, max=30, jitter=0.2),
-        retry=retry_if_exception_type(CONNECTION_ERRORS),
+        retry=retry_if_exception_type(CONNECT_ERRORS),
         before_sleep=before_sleep_log(log, 30),  # type: ignore[arg-type]
         reraise=True,
     )
@@ -378,6 +409,6 @@ async def ping(pool: asyncpg.Pool, limit_seconds: float) -> str | None:
             await pool.fetchval("SELECT 1")
     except TimeoutError:
         return f"no answer within {limit_seconds:g}s"
-    except CONNECTION_ERRORS as exc:
+    except CONNECT_ERRORS as exc:
         return f"{type(exc).__name__}: {exc}"
     return None

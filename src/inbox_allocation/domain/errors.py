@@ -174,6 +174,11 @@ class PayloadTooLarge(ApiError):
     status, code, message = 413, "PAYLOAD_TOO_LARGE", "request body exceeds 1 MiB"
 
 
+class RequestTimeout(ApiError):
+    status, code = 408, "REQUEST_TIMEOUT"
+    message = "the request body was not received within READ_TIMEOUT"
+
+
 class IdempotencyKeyReused(ApiError):
     status, code = 422, "IDEMPOTENCY_KEY_REUSED"
     message = "idempotency key was used with a different request"

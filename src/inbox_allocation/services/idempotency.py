@@ -4,7 +4,10 @@ replicas.
 - The first request with a key reserves it (insert-first) and runs; its result — 2xx or 4xx —
   is stored and replayed byte for byte to every retry until the TTL expires.
 - A duplicate arriving while the first still runs waits for it (up to 10 s) and replays its
-  result; past that, 409 IDEMPOTENCY_KEY_IN_PROGRESS. Exactly one execution per key.
+  result; past that, 409 IDEMPOTENCY_KEY_IN_PROGRESS. Exactly one execution per key. The
+  wait costs the database little: a duplicate of a request running in the same process
+  waits for it to settle in memory (one read afterwards); otherwise it reads the key once
+  per poll (not a reservation attempt as well), polls spaced up to POLL_MAX_SECONDS.
 - The same key with a different request (method, path, query or canonical JSON body) is
   refused with 422 IDEMPOTENCY_KEY_REUSED.
 - A 5xx is not stored (the reservation is released) so the client can retry — unless the
@@ -20,6 +23,7 @@ replicas.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +48,9 @@ from inbox_allocation.sql import maintenance
 log = get_logger(__name__)
 
 WAIT_FOR_FIRST_SECONDS = 10.0
+# A duplicate of a request running in another process polls the key, 5 ms after the first
+# look and then twice as long each time up to this: at most about 55 reads in the 10 s.
+POLL_MAX_SECONDS = 0.2
 # The owner of a reservation refreshes it this often while its request runs; a reservation
 # not refreshed for ABANDONED_AFTER_SECONDS belongs to a process that stopped.
 HEARTBEAT_SECONDS = 5.0
@@ -59,6 +66,10 @@ BOOKKEEPING_BACKOFF_SECONDS = (0.1, 0.4)
 UNAVAILABLE: tuple[type[Exception], ...] = (*UNAVAILABLE_ERRORS, DatabaseUnavailable)
 
 T = TypeVar("T")
+
+# The reservations this process owns (row id → set once the request settled its key): a
+# duplicate of one of them waits on this instead of polling the database.
+_SETTLED: dict[UUID, asyncio.Event] = {}
 
 
 async def _persistently(operation: Callable[[], Awaitable[T]]) -> T:
@@ -105,6 +116,13 @@ class Reservation:
     row_id: UUID
 
 
+def _settled(reservation: Reservation) -> None:
+    """Wake the duplicates waiting in this process (they read the key once more)."""
+    event = _SETTLED.pop(reservation.row_id, None)
+    if event is not None:
+        event.set()
+
+
 class IdempotencyStore:
     def __init__(self, db: Database, ttl: timedelta) -> None:
         self.db = db
@@ -118,24 +136,28 @@ class IdempotencyStore:
         """
         deadline = time.monotonic() + WAIT_FOR_FIRST_SECONDS
         delay = 0.005
+        reserve = True  # False while the key is known to be held: read it, do not insert
         while True:
-            row_id = uuid7()
-            try:
-                reserved_id = await self.db.fetchval(
-                    sql.RESERVE, scope.tenant_id, scope.operator_id, scope.method, scope.path,
-                    scope.key, request_hash, self.ttl, row_id,
-                )  # fmt: skip
-            except UNAVAILABLE:
-                # The reservation may have been committed before the connection was lost:
-                # never leave it behind for the client's retry to wait on.
-                await self._release_quietly(scope, Reservation(row_id))
-                raise
-            if reserved_id is not None:
-                return Reservation(reserved_id)
+            if reserve:
+                row_id = uuid7()
+                try:
+                    reserved_id = await self.db.fetchval(
+                        sql.RESERVE, scope.tenant_id, scope.operator_id, scope.method,
+                        scope.path, scope.key, request_hash, self.ttl, row_id,
+                    )  # fmt: skip
+                except UNAVAILABLE:
+                    # The reservation may have been committed before the connection was
+                    # lost: never leave it behind for the client's retry to wait on.
+                    await self._release_quietly(scope, Reservation(row_id))
+                    raise
+                if reserved_id is not None:
+                    _SETTLED[reserved_id] = asyncio.Event()
+                    return Reservation(reserved_id)
             existing = await self.db.fetchrow(
                 sql.FIND, scope.tenant_id, scope.operator_id, scope.method, scope.path,
                 scope.key, ABANDONED_AFTER_SECONDS,
             )  # fmt: skip
+            reserve = True
             if existing is None:
                 if not await self.db.fetchval(sql.CALLER_KNOWN, scope.tenant_id, scope.operator_id):
                     return None
@@ -149,10 +171,18 @@ class IdempotencyStore:
                 raise IdempotencyKeyReused()
             if existing["response_status"] is not None:
                 return StoredResponse(existing["response_status"], existing["response_body"])
-            if time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise IdempotencyKeyInProgress()
-            await asyncio.sleep(delay)  # the first request is still running
-            delay = min(delay * 2, 0.1)
+            # The first request is still running: wait, then read the key again.
+            reserve = False
+            settled = _SETTLED.get(existing["id"])
+            if settled is not None:  # it runs in this process: no polling
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(settled.wait(), remaining)
+            else:
+                await asyncio.sleep(min(delay, remaining))
+                delay = min(delay * 2, POLL_MAX_SECONDS)
 
     async def heartbeat(self, scope: Scope, reservation: Reservation) -> None:
         """Refresh the reservation every HEARTBEAT_SECONDS until cancelled."""
@@ -179,19 +209,27 @@ class IdempotencyStore:
             # header that a replay (status and body only) would lose.
             await self.release(scope, reservation, applied=applied)
             return
-        await _persistently(
-            lambda: self.db.execute(
-                sql.STORE_RESULT, scope.tenant_id, reservation.row_id, status, body
+        try:
+            await _persistently(
+                lambda: self.db.execute(
+                    sql.STORE_RESULT, scope.tenant_id, reservation.row_id, status, body
+                )
             )
-        )
+        finally:
+            _settled(reservation)
 
     async def release(
         self, scope: Scope, reservation: Reservation, *, applied: tuple[int, bytes] | None = None
     ) -> None:
         status, body = applied if applied is not None else (None, None)
-        await _persistently(
-            lambda: self.db.execute(sql.RELEASE, scope.tenant_id, reservation.row_id, status, body)
-        )
+        try:
+            await _persistently(
+                lambda: self.db.execute(
+                    sql.RELEASE, scope.tenant_id, reservation.row_id, status, body
+                )
+            )
+        finally:
+            _settled(reservation)
 
     async def _release_quietly(self, scope: Scope, reservation: Reservation) -> None:
         try:

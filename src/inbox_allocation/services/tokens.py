@@ -2,13 +2,22 @@
 
 A token is `iat_` followed by 43 base64url characters (32 random bytes). Only its SHA-256
 is stored: a leaked database does not leak usable tokens, and since the token is random
-(not a password) a fast unsalted hash is enough. Authenticating reads one row by primary
-key (sql.tokens.FIND_BY_HASH); nothing is cached, so a revocation holds on every replica
-from its commit on.
+(not a password) a fast unsalted hash is enough.
+
+Authenticating costs no database round trip for a token seen recently: each process keeps
+the tokens it has verified (hash → owner and expiry) and re-checks all of them against
+the database in one statement (sql.tokens.STILL_VALID) whenever the last check is older
+than CACHE_SECONDS, before it answers from the cache. So a token revoked (or whose operator
+was deleted) is refused by every replica at most CACHE_SECONDS after the revocation
+committed — the rule is "within 1 s" — while a busy operator's requests skip the lookup
+(one primary-key read per request cost about a tenth of an /allocate). Expiry is checked
+against the cached expiry on every request. Unknown tokens are never cached: each one is
+one primary-key read (sql.tokens.FIND_BY_HASH).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
@@ -31,6 +40,10 @@ TOKEN_PATTERN = re.compile(r"iat_[A-Za-z0-9_-]{43}")
 # minute and replica at most, never one per request.
 TOUCH_EVERY_SECONDS = 60.0
 _TOUCH_MEMORY_LIMIT = 100_000
+# A cached token is trusted for at most this long after the database last confirmed it:
+# the bound on how late a revocation reaches a replica (the rule is 1 s).
+CACHE_SECONDS = 0.5
+_CACHE_LIMIT = 100_000
 
 
 def new_token() -> str:
@@ -90,22 +103,72 @@ class TokenService:
         return dict(row)
 
 
-class TokenAuthenticator:
-    """Bearer token → its owner, or 401. One per application (it remembers when it last
-    wrote each token's last_used_at)."""
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    owner: TokenOwner
+    expires_at: datetime | None
 
-    def __init__(self) -> None:
+
+class TokenAuthenticator:
+    """Bearer token → its owner, or 401. One per application: it caches the tokens it has
+    verified (see the module's docstring) and remembers when it last wrote each token's
+    last_used_at."""
+
+    def __init__(self, cache_seconds: float = CACHE_SECONDS) -> None:
+        self.cache_seconds = cache_seconds
         self._touched: dict[UUID, float] = {}
+        self._verified: dict[bytes, _Verified] = {}
+        # monotonic instant at which the last re-check (or the first lookup) started: every
+        # cached entry was read from the database at or after it.
+        self._checked_at = float("-inf")
+        self._checking = asyncio.Lock()
 
     async def authenticate(self, db: Database, token: str) -> TokenOwner:
         if not TOKEN_PATTERN.fullmatch(token):
             raise Unauthorized("malformed API token")
-        row = await db.fetchrow(sql.FIND_BY_HASH, token_hash(token))
-        if row is None:
-            raise Unauthorized("unknown or revoked API token")
-        if row["expired"]:
+        digest = token_hash(token)
+        await self._recheck_if_due(db)
+        verified = self._verified.get(digest)
+        if verified is None:
+            read_at = time.monotonic()
+            row = await db.fetchrow(sql.FIND_BY_HASH, digest)
+            if row is None:
+                raise Unauthorized("unknown or revoked API token")
+            owner = TokenOwner(row["tenant_id"], row["operator_id"], row["token_id"])
+            verified = _Verified(owner, row["expires_at"])
+            # Cached only when read after the last re-check started: an older read may predate
+            # a revocation that the re-check has already applied.
+            if read_at >= self._checked_at:
+                if len(self._verified) >= _CACHE_LIMIT:
+                    self._verified.clear()
+                self._verified[digest] = verified
+        if verified.expires_at is not None and verified.expires_at <= datetime.now(UTC):
+            self._verified.pop(digest, None)  # expired for good: no need to remember it
             raise Unauthorized("expired API token")
-        return TokenOwner(row["tenant_id"], row["operator_id"], row["token_id"])
+        return verified.owner
+
+    def forget(self) -> None:
+        """Empty the cache: the next request of every token reads the database again."""
+        self._verified.clear()
+
+    async def _recheck_if_due(self, db: Database) -> None:
+        """Drop the cached tokens the database no longer knows (revoked, operator deleted),
+        once per cache_seconds; requests arriving meanwhile wait for the one re-check."""
+        if time.monotonic() - self._checked_at < self.cache_seconds:
+            return
+        async with self._checking:
+            started = time.monotonic()
+            if started - self._checked_at < self.cache_seconds:
+                return  # another request re-checked while this one waited
+            if self._verified:
+                rows = await db.fetch(sql.STILL_VALID, list(self._verified))
+                alive = {bytes(row["token_hash"]): row["expires_at"] for row in rows}
+                self._verified = {
+                    digest: _Verified(entry.owner, alive[digest])
+                    for digest, entry in self._verified.items()
+                    if digest in alive
+                }
+            self._checked_at = started
 
     async def touch(self, db: Database, owner: TokenOwner) -> None:
         """Record a use of the token (call once the request is accepted)."""

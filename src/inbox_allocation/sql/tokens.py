@@ -6,14 +6,22 @@ tenant (api_token_lookup is keyed by the hash for exactly that; docs/authenticat
 # The columns of a token in a listing (never the hash), from alias `t`.
 TOKEN_COLUMNS = "t.id, t.name, t.created_at, t.expires_at, t.last_used_at, t.revoked_at"
 
-# Authentication: the one indexed read per request (primary key of api_token_lookup). A row
-# exists only while the token is unrevoked and its operator exists.
+# Authentication of a token the process has not cached: one primary-key read of
+# api_token_lookup. A row exists only while the token is unrevoked and its operator exists.
 # $1 token_hash
 FIND_BY_HASH = """
-SELECT l.tenant_id, l.operator_id, l.token_id,
-       (l.expires_at IS NOT NULL AND l.expires_at <= now()) AS expired
+SELECT l.tenant_id, l.operator_id, l.token_id, l.expires_at
 FROM api_token_lookup l
 WHERE l.token_hash = $1
+"""
+
+# The re-check of a process's cached tokens (services.tokens.CACHE_SECONDS): the ones still
+# usable, with their expiry; a missing hash was revoked or its operator deleted.
+# $1 token hashes
+STILL_VALID = """
+SELECT l.token_hash, l.expires_at
+FROM api_token_lookup l
+WHERE l.token_hash = ANY($1::bytea[])
 """
 
 # Is the operator in the tenant? (404 for the token routes; exit 1 for the CLI.)

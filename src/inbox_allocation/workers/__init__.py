@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from inbox_allocation.config import Settings
 from inbox_allocation.db.pool import CONNECTION_ERRORS, Database
+from inbox_allocation.domain.errors import DatabaseUnavailable
 from inbox_allocation.logging import get_logger
 from inbox_allocation.services.event_retention import EventRetention
 from inbox_allocation.services.grace import GraceSweeper
@@ -17,6 +18,9 @@ from inbox_allocation.services.queue_aging import QueueAging
 from inbox_allocation.services.webhooks import WebhookDelivery
 
 log = get_logger(__name__)
+
+# A run that failed because the database is unavailable (logged as a warning, no trace).
+_UNAVAILABLE: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, DatabaseUnavailable)
 
 # How often the priority-keys worker looks for keys of older weights (one cheap index probe
 # per tenant when there are none).
@@ -56,7 +60,7 @@ class PeriodicTask:
         while not self._stopping.is_set():
             try:
                 await self.job()
-            except CONNECTION_ERRORS as exc:
+            except _UNAVAILABLE as exc:
                 log.warning("worker run failed: database unavailable", worker=self.name,
                             error=f"{type(exc).__name__}: {exc}")  # fmt: skip
             except Exception:

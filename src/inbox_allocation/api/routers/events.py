@@ -102,12 +102,17 @@ async def get_events(
         stream = EventStream(db, query, decode_cursor(cursor, "after / Last-Event-ID"))
     if streaming:
         hub.register(stream)
-        try:
-            # The first page before answering, so an expired cursor is a plain 410.
-            first = await stream.read_page(SSE_BATCH)
-        except BaseException:
-            hub.unregister(stream)
-            raise
+        first: list[dict[str, Any]] = []
+        if cursor is not None:
+            try:
+                # The first page before answering, so an expired cursor is a plain 410.
+                first = await stream.read_page(SSE_BATCH)
+            except BaseException:
+                hub.unregister(stream)
+                raise
+        # Without a cursor the stream starts at the current end: nothing to read yet (a batch
+        # the hub read before the registration starts below the position and is skipped; one
+        # that starts above it sends the stream to the database for the gap).
         return StreamingResponse(
             _sse(stream, hub, first),
             media_type="text/event-stream",
