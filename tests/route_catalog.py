@@ -287,7 +287,8 @@ ROUTES: tuple[Route, ...] = (
     _route(
         "GET", "/inboxes/{inbox_id}", 200, path=f"/inboxes/{INBOX_SALES}",
         refused=MANAGER_GUARD,
-        foreign=(not_found("techstart inbox", _c("GET", f"/inboxes/{TS_INBOX}"), "NOT_FOUND"),),
+        foreign=(not_found("techstart inbox", _c("GET", f"/inboxes/{TS_INBOX}"),
+                           "INBOX_NOT_FOUND"),),
     ),
     _route(
         "PUT", "/inboxes/{inbox_id}", 200, path=f"/inboxes/{INBOX_SALES}",
@@ -295,9 +296,9 @@ ROUTES: tuple[Route, ...] = (
         refused=MANAGER_GUARD,
         foreign=(
             not_found("techstart inbox", _c("PUT", f"/inboxes/{TS_INBOX}", body={
-                "display_name": "Renamed"}), "NOT_FOUND"),
+                "display_name": "Renamed"}), "INBOX_NOT_FOUND"),
             not_found("techstart inbox, its own phone", _c("PUT", f"/inboxes/{TS_INBOX}", body={
-                "phone_number": TS_INBOX_PHONE}), "NOT_FOUND"),
+                "phone_number": TS_INBOX_PHONE}), "INBOX_NOT_FOUND"),
             Foreign("acme inbox gets a techstart phone number", _c(
                 "PUT", f"/inboxes/{INBOX_SALES}", body={"phone_number": TS_INBOX_PHONE}), 200),
         ),
@@ -305,14 +306,15 @@ ROUTES: tuple[Route, ...] = (
     _route(
         "DELETE", "/inboxes/{inbox_id}", 204, path=f"/inboxes/{INBOX_BILLING}",
         refused=MANAGER_GUARD,
-        foreign=(not_found("techstart inbox", _c("DELETE", f"/inboxes/{TS_INBOX}"), "NOT_FOUND"),),
+        foreign=(not_found("techstart inbox", _c("DELETE", f"/inboxes/{TS_INBOX}"),
+                           "INBOX_NOT_FOUND"),),
     ),
     # --- subscriptions (both unsubscribe forms) ---------------------------
     _route(
         "GET", "/inboxes/{inbox_id}/operators", 200, path=f"/inboxes/{INBOX_SALES}/operators",
         refused=MANAGER_GUARD,
         foreign=(not_found("techstart inbox", _c("GET", f"/inboxes/{TS_INBOX}/operators"),
-                           "NOT_FOUND"),),
+                           "INBOX_NOT_FOUND"),),
     ),
     _route(
         "POST", "/inboxes/{inbox_id}/operators", 201, path=f"/inboxes/{INBOX_SUPPORT}/operators",
@@ -321,11 +323,11 @@ ROUTES: tuple[Route, ...] = (
         foreign=(
             not_found("techstart inbox and operator", _c(
                 "POST", f"/inboxes/{TS_INBOX}/operators", body={"operator_id": TS_OPERATOR}),
-                "NOT_FOUND"),
+                "INBOX_NOT_FOUND"),
             # Already subscribed in TechStart: a 201 with the existing row would leak it.
             not_found("techstart inbox, acme operator", _c(
                 "POST", f"/inboxes/{TS_INBOX}/operators", body={"operator_id": ACME_OP4}),
-                "NOT_FOUND"),
+                "INBOX_NOT_FOUND"),
             not_found("acme inbox, techstart operator", _c(
                 "POST", f"/inboxes/{INBOX_SUPPORT}/operators", body={"operator_id": TS_OPERATOR}),
                 "NOT_FOUND"),
@@ -337,7 +339,7 @@ ROUTES: tuple[Route, ...] = (
         refused=MANAGER_GUARD,
         foreign=(
             not_found("techstart subscription", _c(
-                "DELETE", f"/inboxes/{TS_INBOX}/operators/{TS_OPERATOR}"), "NOT_FOUND"),
+                "DELETE", f"/inboxes/{TS_INBOX}/operators/{TS_OPERATOR}"), "INBOX_NOT_FOUND"),
             # An operator that is not subscribed is a no-op 204 (docs/decisions.md#subscriptions):
             # the same for another tenant's operator as for a missing one.
             Foreign("acme inbox, techstart operator", _c(
@@ -351,7 +353,7 @@ ROUTES: tuple[Route, ...] = (
         foreign=(
             not_found("techstart subscription", _c(
                 "DELETE", f"/inboxes/{TS_INBOX}/operators", {"operator_id": TS_OPERATOR}),
-                "NOT_FOUND"),
+                "INBOX_NOT_FOUND"),
             Foreign("acme inbox, techstart operator", _c(
                 "DELETE", f"/inboxes/{INBOX_SALES}/operators", {"operator_id": TS_OPERATOR}), 204),
         ),

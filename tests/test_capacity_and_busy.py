@@ -185,6 +185,8 @@ async def test_busy_keeps_conversations_and_receives_none(
     )  # no grace period for BUSY (the seed's row for 7…07 is cancelled too)
     allocate = await client.post("/api/v1/allocate", headers=headers(ACME_OP4))
     assert code(allocate) == (400, "OPERATOR_NOT_AVAILABLE")
+    # The error says what to do about it.
+    assert "PUT /api/v1/operator/status" in allocate.json()["error"]["message"]
     claim = await client.post("/api/v1/claim", headers=headers(ACME_OP4),
                               json={"conversation_id": conversation(1)})  # fmt: skip
     assert code(claim) == (400, "OPERATOR_NOT_AVAILABLE")

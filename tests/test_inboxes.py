@@ -348,8 +348,8 @@ async def test_get_accepts_other_uuid_forms_and_a_trailing_slash(
     [
         ("not-a-uuid", 400, "BAD_REQUEST"),
         ("20000000-0000-0000-0000-00000000000", 400, "BAD_REQUEST"),
-        (inbox(99), 404, "NOT_FOUND"),
-        (inbox(4), 404, "NOT_FOUND"),  # TechStart's
+        (inbox(99), 404, "INBOX_NOT_FOUND"),
+        (inbox(4), 404, "INBOX_NOT_FOUND"),  # TechStart's
     ],
 )
 async def test_get_errors(client: httpx.AsyncClient, inbox_id: str, status: int, code: str) -> None:
@@ -483,8 +483,8 @@ async def test_concurrent_updates_to_one_phone_number_give_one_winner(
     [
         ("xyz", {}, 400, "BAD_REQUEST"),
         ("xyz", {"phone_number": ""}, 400, "BAD_REQUEST"),  # path first
-        (inbox(99), {}, 404, "NOT_FOUND"),
-        (inbox(4), {"display_name": "Hijacked"}, 404, "NOT_FOUND"),
+        (inbox(99), {}, 404, "INBOX_NOT_FOUND"),
+        (inbox(4), {"display_name": "Hijacked"}, 404, "INBOX_NOT_FOUND"),
         (inbox(99), {"phone_number": ""}, 400, "VALIDATION_ERROR"),  # validation before 404
     ],
 )
@@ -545,7 +545,11 @@ async def test_delete_with_a_trailing_slash(client: httpx.AsyncClient, db: async
 
 @pytest.mark.parametrize(
     ("inbox_id", "status", "code"),
-    [("1", 400, "BAD_REQUEST"), (inbox(99), 404, "NOT_FOUND"), (inbox(5), 404, "NOT_FOUND")],
+    [
+        ("1", 400, "BAD_REQUEST"),
+        (inbox(99), 404, "INBOX_NOT_FOUND"),
+        (inbox(5), 404, "INBOX_NOT_FOUND"),
+    ],
 )
 async def test_delete_errors(
     client: httpx.AsyncClient, db: asyncpg.Pool, inbox_id: str, status: int, code: str

@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
-from inbox_allocation.api.schemas.conversations import Conversation
+from inbox_allocation.api.schemas.conversations import Allocation, Conversation, Lifecycle
 from inbox_allocation.api.schemas.envelope import Envelope, ErrorEnvelope
 from inbox_allocation.api.schemas.labels import Label
 
@@ -523,3 +523,53 @@ async def test_other_methods_on_attach_and_detach_are_405(client: httpx.AsyncCli
             assert (response.status_code, response.json()["error"]["code"]) == (
                 405, "METHOD_NOT_ALLOWED"), (method, action)  # fmt: skip
             assert response.headers["Allow"] == "POST"
+
+
+# ---- labels in every conversation response ----------------------------------------------
+
+
+async def test_every_conversation_response_carries_its_labels(client: httpx.AsyncClient) -> None:
+    """allocate, claim and the lifecycle transitions answer with the same shape as GET."""
+
+    async def labels_of(conversation: str) -> list[str]:
+        response = await client.get(
+            f"/api/v1/conversations/{conversation}", headers=as_caller(ACME_MANAGER)
+        )
+        return [label.id.hex for label in Envelope[Conversation].model_validate(
+            response.json()).data.labels]  # fmt: skip
+
+    operator = as_caller(ACME_OPERATOR_INBOX_1)
+    claimed = await client.post("/api/v1/claim", json={"conversation_id": conv(1)},
+                                headers=operator)  # fmt: skip
+    assert claimed.status_code == 200
+    claim = Envelope[Allocation].model_validate(claimed.json()).data
+    assert [label.id.hex for label in claim.labels] == [HOT_LEAD.replace("-", "")]
+
+    # Claiming one's own conversation again returns it, labels included.
+    again = await client.post("/api/v1/claim", json={"conversation_id": conv(1)},
+                              headers=operator)  # fmt: skip
+    assert Envelope[Allocation].model_validate(again.json()).data.labels == claim.labels
+
+    allocated = await client.post("/api/v1/allocate", headers=operator)
+    assert allocated.status_code == 200
+    allocation = Envelope[Allocation].model_validate(allocated.json()).data
+    assert [label.id.hex for label in allocation.labels] == await labels_of(str(allocation.id))
+
+    resolved = await client.post("/api/v1/resolve", json={"conversation_id": conv(1)},
+                                 headers=operator)  # fmt: skip
+    assert resolved.status_code == 200
+    resolve = Envelope[Lifecycle].model_validate(resolved.json()).data
+    assert (resolve.state, resolve.labels) == ("RESOLVED", claim.labels)
+
+
+async def test_a_moved_conversation_answers_with_the_labels_it_keeps(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/api/v1/move_inbox",
+        json={"conversation_id": conv(1), "inbox_id": INBOX_2},
+        headers=as_caller(ACME_MANAGER),
+    )
+    assert response.status_code == 200
+    moved = Envelope[Lifecycle].model_validate(response.json()).data
+    assert (str(moved.inbox_id), moved.labels) == (INBOX_2, [])  # HOT_LEAD is inbox 1's

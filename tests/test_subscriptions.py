@@ -124,8 +124,8 @@ async def test_list_of_an_inbox_without_subscriptions_is_empty(
     ("inbox_id", "status", "code"),
     [
         ("nope", 400, "BAD_REQUEST"),
-        (inbox(99), 404, "NOT_FOUND"),
-        (inbox(4), 404, "NOT_FOUND"),  # TechStart's inbox
+        (inbox(99), 404, "INBOX_NOT_FOUND"),
+        (inbox(4), 404, "INBOX_NOT_FOUND"),  # TechStart's inbox
     ],
 )
 async def test_list_errors(
@@ -215,11 +215,11 @@ async def test_concurrent_identical_subscribes_give_one_row(
         (inbox(1), {"operator_id": None}, 400, "VALIDATION_ERROR"),
         (inbox(1), {"operator_id": "00000000-0000-0000-0000-000000000000"}, 400,
          "VALIDATION_ERROR"),
-        (inbox(99), {"operator_id": op(10)}, 404, "NOT_FOUND"),
-        (inbox(4), {"operator_id": op(10)}, 404, "NOT_FOUND"),  # TechStart's inbox
+        (inbox(99), {"operator_id": op(10)}, 404, "INBOX_NOT_FOUND"),
+        (inbox(4), {"operator_id": op(10)}, 404, "INBOX_NOT_FOUND"),  # TechStart's inbox
         (inbox(1), {"operator_id": op(99)}, 404, "NOT_FOUND"),
         (inbox(1), {"operator_id": op(13)}, 404, "NOT_FOUND"),  # TechStart's operator
-        (inbox(4), {"operator_id": op(13)}, 404, "NOT_FOUND"),  # both TechStart's
+        (inbox(4), {"operator_id": op(13)}, 404, "INBOX_NOT_FOUND"),  # both TechStart's
     ],
 )  # fmt: skip
 async def test_subscribe_errors(
@@ -327,9 +327,9 @@ async def test_unsubscribe_when_not_subscribed_is_still_204(
     [
         (f"/api/v1/inboxes/bad/operators/{op(4)}", 400, "BAD_REQUEST"),
         (f"/api/v1/inboxes/{inbox(1)}/operators/bad", 400, "BAD_REQUEST"),
-        (f"/api/v1/inboxes/{inbox(99)}/operators/{op(4)}", 404, "NOT_FOUND"),
-        (f"/api/v1/inboxes/{inbox(4)}/operators/{op(13)}", 404, "NOT_FOUND"),  # TechStart's
-        (f"/api/v1/inboxes/{inbox(4)}/operators?operator_id={op(13)}", 404, "NOT_FOUND"),
+        (f"/api/v1/inboxes/{inbox(99)}/operators/{op(4)}", 404, "INBOX_NOT_FOUND"),
+        (f"/api/v1/inboxes/{inbox(4)}/operators/{op(13)}", 404, "INBOX_NOT_FOUND"),  # TechStart's
+        (f"/api/v1/inboxes/{inbox(4)}/operators?operator_id={op(13)}", 404, "INBOX_NOT_FOUND"),
         (f"/api/v1/inboxes/{inbox(1)}/operators?operator_id=bad", 400, "BAD_REQUEST"),
         (f"/api/v1/inboxes/{inbox(1)}/operators", 400, "VALIDATION_ERROR"),
         (f"/api/v1/inboxes/{inbox(1)}/operators?operator_id=", 400, "VALIDATION_ERROR"),

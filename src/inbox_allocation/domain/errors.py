@@ -46,7 +46,12 @@ class InvalidPath(ApiError):
 
 
 class OperatorNotAvailable(ApiError):
-    status, code, message = 400, "OPERATOR_NOT_AVAILABLE", "operator is not available"
+    # New operators start OFFLINE: the message says how to become available.
+    status, code = 400, "OPERATOR_NOT_AVAILABLE"
+    message = (
+        "operator is not available: set its status with PUT /api/v1/operator/status "
+        '{"status": "AVAILABLE"}'
+    )
 
 
 class NoSubscriptions(ApiError):

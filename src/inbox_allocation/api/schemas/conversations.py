@@ -60,11 +60,13 @@ class Conversation(ConversationBase):
     labels: list[LabelRef] = Field(description="Attached labels, ordered by name")
 
 
-class Lifecycle(ConversationBase):
+# Every route that answers with a conversation answers with the Conversation shape, labels
+# included; the subclasses only name the routes' schemas (and add allocated_at).
+class Lifecycle(Conversation):
     pass
 
 
-class Allocation(ConversationBase):
+class Allocation(Conversation):
     assigned_operator_id: UUID
     allocated_at: datetime = Field(description="When it was allocated (= updated_at)")
 
@@ -80,12 +82,8 @@ def render_conversation(row: Row) -> dict[str, Any]:
     return data
 
 
-def render_lifecycle(row: Row) -> dict[str, Any]:
-    return {field: row[field] for field in _BASE_FIELDS}
-
-
 def render_allocation(row: Row) -> dict[str, Any]:
-    data = render_lifecycle(row)
+    data = render_conversation(row)
     data["allocated_at"] = row["updated_at"]
     return data
 
