@@ -36,7 +36,7 @@ async def test_version_reports_build_information(client: httpx.AsyncClient) -> N
     assert info.os == "linux"
     # The Python version under its own name; the Go-era field kept for old clients.
     assert info.python_version == platform.python_version()
-    assert info.go_version == f"python{info.python_version}"
+    assert response.json()["data"]["go_version"] == f"python{info.python_version}"
 
 
 async def test_identity_headers_are_ignored_outside_api(client: httpx.AsyncClient) -> None:
