@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, ManagerDep, clock_of, db_of
+from inbox_allocation.api.deps import CallerDep, ManagerDep, clock_of, provider
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import parse_id
 from inbox_allocation.api.responses import ok
@@ -37,11 +37,8 @@ SEED_LABEL = "60000000-0000-0000-0000-000000000001"
 SEED_CONVERSATION = "70000000-0000-0000-0000-000000000001"
 
 
-async def conversation_service(request: Request) -> ConversationService:
-    return ConversationService(db_of(request), clock_of(request))
-
-
-ServiceDep = Annotated[ConversationService, Depends(conversation_service)]
+ServiceDep = Annotated[ConversationService, Depends(provider(ConversationService, clock=clock_of))]
+IngestionDep = Annotated[IngestionService, Depends(provider(IngestionService, clock=clock_of))]
 
 
 async def conversation_id_path(
@@ -146,9 +143,8 @@ async def list_conversations(
 )  # fmt: skip
 @router.post("/conversations/", status_code=201, include_in_schema=False)
 async def record_message(
-    caller: ManagerDep, request: Request, body: InboundMessageRequest
+    caller: ManagerDep, service: IngestionDep, body: InboundMessageRequest
 ) -> Response:
-    service = IngestionService(db_of(request), clock_of(request))
     row, created = await service.record_message(
         tenant_id=caller.tenant_id,
         message=InboundMessage(

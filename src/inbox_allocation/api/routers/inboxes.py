@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, ManagerDep, db_of
+from inbox_allocation.api.deps import CallerDep, ManagerDep, provider
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import PaginationDep, parse_id
 from inbox_allocation.api.responses import no_content, ok
@@ -64,16 +64,8 @@ async def subscriber_id_query(
 InboxIdDep = Annotated[UUID, Depends(inbox_id_path)]
 
 
-async def inbox_service(request: Request) -> InboxService:
-    return InboxService(db_of(request))
-
-
-async def subscription_service(request: Request) -> SubscriptionService:
-    return SubscriptionService(db_of(request))
-
-
-InboxServiceDep = Annotated[InboxService, Depends(inbox_service)]
-SubscriptionServiceDep = Annotated[SubscriptionService, Depends(subscription_service)]
+InboxServiceDep = Annotated[InboxService, Depends(provider(InboxService))]
+SubscriptionServiceDep = Annotated[SubscriptionService, Depends(provider(SubscriptionService))]
 
 
 # --- inboxes --------------------------------------------------------------------------------

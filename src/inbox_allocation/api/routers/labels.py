@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, db_of
+from inbox_allocation.api.deps import CallerDep, provider
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import parse_id
 from inbox_allocation.api.responses import no_content, ok
@@ -31,11 +31,7 @@ SEED_INBOX = "20000000-0000-0000-0000-000000000001"
 SEED_LABEL = "60000000-0000-0000-0000-000000000001"
 
 
-async def label_service(request: Request) -> LabelService:
-    return LabelService(db_of(request))
-
-
-ServiceDep = Annotated[LabelService, Depends(label_service)]
+ServiceDep = Annotated[LabelService, Depends(provider(LabelService))]
 
 
 async def label_id_path(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, db_of
+from inbox_allocation.api.deps import CallerDep, provider
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.responses import ok
 from inbox_allocation.api.routing import api_router
@@ -23,11 +23,7 @@ from inbox_allocation.services.lifecycle import LifecycleService
 router = api_router(prefix="/api/v1", tags=["lifecycle"])
 
 
-async def lifecycle_service(request: Request) -> LifecycleService:
-    return LifecycleService(db_of(request))
-
-
-ServiceDep = Annotated[LifecycleService, Depends(lifecycle_service)]
+ServiceDep = Annotated[LifecycleService, Depends(provider(LifecycleService))]
 RESPONSE = Envelope[Lifecycle]
 
 
