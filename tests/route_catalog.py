@@ -22,23 +22,25 @@ import asyncpg
 import httpx
 from fastapi import FastAPI
 
-from tests.auth_support import seed_token_id
-from tests.seed_ids import (
+from inbox_allocation.db.seed_ids import (
     ACME,
     ACME_ADMIN,
     ACME_MANAGER,
     ACME_OP4,
     ACME_OP5,
+    ACME_WEBHOOK,
     INBOX_BILLING,
     INBOX_SALES,
     INBOX_SUPPORT,
     INBOX_TECH_GENERAL,
     TECH_ADMIN,
     TECH_OP14,
+    TECHSTART_WEBHOOK,
     conversation,
-    headers,
     label,
 )
+from tests.auth_support import seed_token_id
+from tests.support.http import headers
 
 API_PREFIX = "/api/v1"
 
@@ -60,8 +62,7 @@ TS_LABEL = label(9)  # "New Customer", inbox 4
 TS_LABEL_TECHNICAL = label(10)  # "Technical", inbox 4
 TS_INBOX_PHONE = "+15559876001"  # phone number of inbox 2…04
 TS_CUSTOMER_PHONE = "+14155554001"  # customer of conversation 7…39
-ACME_WEBHOOK = "a0000000-0000-0000-0000-000000000001"  # the demo webhooks (disabled)
-TS_WEBHOOK = "a0000000-0000-0000-0000-000000000002"
+TS_WEBHOOK = TECHSTART_WEBHOOK  # the demo webhooks (disabled)
 PUBLIC_URL = "https://93.184.215.14/hook"  # a public address: no DNS needed to check it
 
 

@@ -11,7 +11,7 @@ import httpx
 
 from inbox_allocation.api.schemas.conversations import Allocation
 from inbox_allocation.api.schemas.envelope import Envelope
-from tests.seed_ids import (
+from inbox_allocation.db.seed_ids import (
     ACME,
     ACME_MANAGER,
     ACME_OP4,
@@ -21,8 +21,8 @@ from tests.seed_ids import (
     TECH_OP14,
     TECHSTART,
     conversation,
-    headers,
 )
+from tests.support.http import error_code, headers
 
 
 async def allocate(client: httpx.AsyncClient, operator: str, tenant: str = ACME) -> httpx.Response:
@@ -33,10 +33,6 @@ async def claim(client: httpx.AsyncClient, operator: str, conversation_id: str) 
     return await client.post(
         "/api/v1/claim", headers=headers(operator), json={"conversation_id": conversation_id}
     )
-
-
-def error_code(response: httpx.Response) -> str:
-    return str(response.json()["error"]["code"])
 
 
 async def test_allocate_follows_priority_order(client: httpx.AsyncClient) -> None:

@@ -27,9 +27,7 @@ from fastapi import FastAPI
 from structlog.testing import capture_logs
 
 from inbox_allocation.config import Settings
-from tests.auth_support import bearer, http_client, running_app, seed_token, seed_token_id
-from tests.route_catalog import error_code, outcome
-from tests.seed_ids import (
+from inbox_allocation.db.seed_ids import (
     ACME,
     ACME_ADMIN,
     ACME_MANAGER,
@@ -37,8 +35,10 @@ from tests.seed_ids import (
     ACME_OP5,
     TECH_OP14,
     TECHSTART,
-    headers,
 )
+from tests.auth_support import bearer, http_client, running_app, seed_token, seed_token_id
+from tests.route_catalog import error_code, outcome
+from tests.support.http import headers
 from tests.test_cli_tenant import cli
 
 TOKEN_FORMAT = re.compile(r"iat_[A-Za-z0-9_-]{43}")

@@ -11,19 +11,17 @@ import httpx
 
 from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.api.schemas.operator_status import OperatorStatusOut
-from tests.seed_ids import (
+from inbox_allocation.db.seed_ids import (
+    ACME,
     ACME_ADMIN,
     ACME_MANAGER,
     ACME_OP4,
     ACME_OP5,
     INBOX_SALES,
     conversation,
-    headers,
 )
-
-
-def code(response: httpx.Response) -> tuple[int, str]:
-    return response.status_code, response.json()["error"]["code"]
+from tests.support.http import headers
+from tests.support.http import status_and_code as code
 
 
 async def set_capacity(client: httpx.AsyncClient, operator: str, capacity: int | None) -> None:
@@ -39,7 +37,7 @@ async def add_queued(db: asyncpg.Pool, count: int) -> None:
     await db.executemany(
         "INSERT INTO conversation_refs (tenant_id, inbox_id, external_conversation_id, "
         "customer_phone_number, message_count) VALUES ($1, $2, $3, '+15550002222', 1)",
-        [(uuid.UUID("10000000-0000-0000-0000-000000000001"), uuid.UUID(INBOX_SALES),
+        [(uuid.UUID(ACME), uuid.UUID(INBOX_SALES),
           f"cap-{n}") for n in range(count)],
     )  # fmt: skip
 

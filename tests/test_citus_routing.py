@@ -27,6 +27,7 @@ import pytest_asyncio
 from inbox_allocation.app import create_app
 from inbox_allocation.config import Settings
 from inbox_allocation.db.pool import Database, create_pool
+from inbox_allocation.db.seed_ids import ACME_OP4
 from inbox_allocation.services.grace import GraceSweeper
 from inbox_allocation.services.idempotency import IdempotencyStore
 from inbox_allocation.services.queue_aging import QueueAging
@@ -40,7 +41,7 @@ from tests.route_catalog import (
     outcome,
     send,
 )
-from tests.seed_ids import ACME_OP4, headers
+from tests.support.http import headers
 
 pytestmark = pytest.mark.citus_only(reason="routing to one shard is a property of Citus")
 

@@ -14,11 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from inbox_allocation.db.seed_ids import ACME
 from tests.helpers import alive, die_with_pytest, free_port, wait_ready, world_traversable_tempdir
 
 pytestmark = pytest.mark.no_db
-
-ACME = "10000000-0000-0000-0000-000000000001"
 
 
 @pytest.fixture

@@ -16,8 +16,9 @@ import asyncpg
 import httpx
 import pytest
 
+from inbox_allocation.db.seed_ids import ACME
 from tests.helpers import free_port, world_traversable_tempdir
-from tests.seed_ids import ACME, headers
+from tests.support.http import headers
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,25 +14,16 @@ import pytest
 from inbox_allocation.api.schemas.conversation_queries import SearchResult
 from inbox_allocation.api.schemas.conversations import Conversation
 from inbox_allocation.api.schemas.envelope import Envelope, ErrorEnvelope
+from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, ACME_MANAGER, TECHSTART
+from inbox_allocation.db.seed_ids import ACME_OP4 as ACME_OPERATOR_INBOX_1
+from inbox_allocation.db.seed_ids import ACME_OP7 as ACME_OPERATOR_INBOX_2
+from inbox_allocation.db.seed_ids import INBOX_SALES as INBOX_1
+from inbox_allocation.db.seed_ids import TECH_ADMIN as TECHSTART_ADMIN
+from inbox_allocation.db.seed_ids import conversation as conv
 from tests.priority_reference import priority
+from tests.support.http import headers as as_caller
 
-ACME = "10000000-0000-0000-0000-000000000001"
-TECHSTART = "10000000-0000-0000-0000-000000000002"
-ACME_ADMIN = "30000000-0000-0000-0000-000000000001"
-ACME_MANAGER = "30000000-0000-0000-0000-000000000002"
-ACME_OPERATOR_INBOX_1 = "30000000-0000-0000-0000-000000000004"
-ACME_OPERATOR_INBOX_2 = "30000000-0000-0000-0000-000000000007"
-TECHSTART_ADMIN = "30000000-0000-0000-0000-000000000011"
-INBOX_1 = "20000000-0000-0000-0000-000000000001"
 PHONE_1 = "+14155551001"  # conversation 7…01, inbox 1
-
-
-def conv(nn: int) -> str:
-    return f"70000000-0000-0000-0000-{nn:012d}"
-
-
-def as_caller(operator: str, tenant: str = ACME) -> dict[str, str]:
-    return {"X-Tenant-ID": tenant, "X-Operator-ID": operator}
 
 
 async def error_of(response: httpx.Response) -> tuple[int, str]:

@@ -12,31 +12,18 @@ import pytest
 
 from inbox_allocation.api.schemas.conversation_queries import ConversationList
 from inbox_allocation.api.schemas.envelope import Envelope, ErrorEnvelope
+from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, ACME_MANAGER, TECH_OP14, TECHSTART, label
+from inbox_allocation.db.seed_ids import ACME_OP4 as ACME_OPERATOR_INBOX_1
+from inbox_allocation.db.seed_ids import ACME_OP7 as ACME_OPERATOR_INBOX_2
+from inbox_allocation.db.seed_ids import INBOX_SALES as INBOX_1
+from inbox_allocation.db.seed_ids import INBOX_SUPPORT as INBOX_2
+from inbox_allocation.db.seed_ids import INBOX_TECH_GENERAL as INBOX_4
+from inbox_allocation.db.seed_ids import TECH_ADMIN as TECHSTART_ADMIN
+from inbox_allocation.db.seed_ids import conversation as conv
 from tests.priority_reference import allocation_order_key
+from tests.support.http import headers as as_caller
 
-ACME = "10000000-0000-0000-0000-000000000001"
-TECHSTART = "10000000-0000-0000-0000-000000000002"
-ACME_ADMIN = "30000000-0000-0000-0000-000000000001"
-ACME_MANAGER = "30000000-0000-0000-0000-000000000002"
-ACME_OPERATOR_INBOX_1 = "30000000-0000-0000-0000-000000000004"
-ACME_OPERATOR_INBOX_2 = "30000000-0000-0000-0000-000000000007"
-TECHSTART_ADMIN = "30000000-0000-0000-0000-000000000011"
-INBOX_1 = "20000000-0000-0000-0000-000000000001"
-INBOX_2 = "20000000-0000-0000-0000-000000000002"
-INBOX_4 = "20000000-0000-0000-0000-000000000004"
 PATH = "/api/v1/conversations"
-
-
-def conv(nn: int) -> str:
-    return f"70000000-0000-0000-0000-{nn:012d}"
-
-
-def label(nn: int) -> str:
-    return f"60000000-0000-0000-0000-{nn:012d}"
-
-
-def as_caller(operator: str, tenant: str = ACME) -> dict[str, str]:
-    return {"X-Tenant-ID": tenant, "X-Operator-ID": operator}
 
 
 async def list_page(
@@ -254,7 +241,7 @@ async def test_filters_combine(client: httpx.AsyncClient) -> None:
 async def test_another_tenants_ids_match_nothing(client: httpx.AsyncClient) -> None:
     assert (await list_page(client, label_id=label(9))).conversations == []
     assert (await list_page(client, inbox_id=INBOX_4)).conversations == []
-    techstart_operator = "30000000-0000-0000-0000-000000000014"
+    techstart_operator = TECH_OP14
     assert (await list_page(client, operator_id=techstart_operator)).conversations == []
 
 

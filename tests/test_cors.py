@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from inbox_allocation.config import ConfigError, Settings, load_settings
+from inbox_allocation.db.seed_ids import ACME_OP4
 from tests.auth_support import http_client, running_app
-from tests.seed_ids import ACME_OP4, headers
+from tests.support.http import headers
 
 CONSOLE = "https://console.example"
 EVIL = "http://evil.example"

@@ -28,8 +28,9 @@ from fastapi import FastAPI
 from inbox_allocation.app import create_app
 from inbox_allocation.config import Settings
 from inbox_allocation.db.pool import Database, create_pool
+from inbox_allocation.db.seed_ids import ACME_OP4, conversation
 from tests.pg_proxy import PgProxy
-from tests.seed_ids import ACME_OP4, conversation, headers
+from tests.support.http import headers
 
 CONVERSATION_5 = uuid.UUID(conversation(5))  # ALLOCATED to operator 04
 LOCK_STATUS = "SELECT 1 FROM operator_status WHERE operator_id = $1 FOR UPDATE"

@@ -27,8 +27,16 @@ from inbox_allocation.db import migrations
 from inbox_allocation.db.citus_cluster import CitusCluster
 from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherConfig
 from inbox_allocation.db.seed import seed_database
+from inbox_allocation.db.seed_ids import (
+    ACME,
+    ACME_MANAGER,
+    ACME_OP4,
+    ACME_OP5,
+    ACME_OP7,
+    conversation,
+)
 from tests.helpers import free_port, is_citus, world_traversable_tempdir
-from tests.seed_ids import ACME, ACME_MANAGER, ACME_OP4, ACME_OP5, ACME_OP7, conversation, headers
+from tests.support.http import headers
 
 OUTAGE_SECONDS = 10.0
 FAIL_FAST_SECONDS = 2.0

@@ -10,11 +10,12 @@ import orjson
 import pytest
 from starlette.exceptions import HTTPException
 
+import inbox_allocation
 from inbox_allocation.api.errors import as_api_error
 from inbox_allocation.api.responses import render_api_error
 from inbox_allocation.domain import errors
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "inbox_allocation"
+SRC = Path(inbox_allocation.__file__).resolve().parent
 
 
 @pytest.mark.parametrize(

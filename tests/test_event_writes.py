@@ -16,16 +16,15 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from inbox_allocation.db.pool import Database
+from inbox_allocation.db.seed_ids import ACME as TENANT
+from inbox_allocation.db.seed_ids import ACME_ADMIN as ADMIN
+from inbox_allocation.db.seed_ids import ACME_OP4 as OP4
+from inbox_allocation.db.seed_ids import ACME_OP5 as OP5
+from inbox_allocation.db.seed_ids import INBOX_SALES, INBOX_SUPPORT
 from inbox_allocation.services.grace import GraceSweeper
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-TENANT = "10000000-0000-0000-0000-000000000001"
-INBOX_SALES = "20000000-0000-0000-0000-000000000001"
-INBOX_SUPPORT = "20000000-0000-0000-0000-000000000002"
-ADMIN = "30000000-0000-0000-0000-000000000001"
-OP4 = "30000000-0000-0000-0000-000000000004"  # AVAILABLE, subscribed to Sales only
-OP5 = "30000000-0000-0000-0000-000000000005"  # AVAILABLE, subscribed to Sales only
 
 _external = itertools.count(1)
 

@@ -23,18 +23,18 @@ from fastapi import FastAPI
 from inbox_allocation.app import create_app
 from inbox_allocation.config import Settings
 from inbox_allocation.db.pool import Database
+from inbox_allocation.db.seed_ids import ACME as TENANT
+from inbox_allocation.db.seed_ids import ACME_ADMIN as ADMIN
+from inbox_allocation.db.seed_ids import ACME_OP4 as OPERATOR_4
+from inbox_allocation.db.seed_ids import ACME_OP5 as OPERATOR_5
+from inbox_allocation.db.seed_ids import INBOX_BILLING as INBOX_3
+from inbox_allocation.db.seed_ids import INBOX_SALES as INBOX_1
+from inbox_allocation.db.seed_ids import INBOX_TECH_GENERAL, TECH_ADMIN
+from inbox_allocation.db.seed_ids import TECHSTART as OTHER_TENANT
 from inbox_allocation.services.event_retention import EventRetention
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-TENANT = "10000000-0000-0000-0000-000000000001"
-OTHER_TENANT = "10000000-0000-0000-0000-000000000002"
-INBOX_1 = "20000000-0000-0000-0000-000000000001"
-INBOX_3 = "20000000-0000-0000-0000-000000000003"
-ADMIN = "30000000-0000-0000-0000-000000000001"
-OPERATOR_4 = "30000000-0000-0000-0000-000000000004"  # subscribed to inbox 1 only
-OPERATOR_5 = "30000000-0000-0000-0000-000000000005"
 
 
 def who(operator: str, tenant: str = TENANT) -> dict[str, str]:
@@ -135,7 +135,7 @@ async def test_visibility_by_role_and_subscription(
     await add(db, 3, "conversation.allocated", INBOX_3, OPERATOR_4)  # about operator 4
     await add(db, 4, "operator.status_changed", operator=OPERATOR_4)
     await add(db, 5, "operator.status_changed", operator=OPERATOR_5)
-    await add(db, 6, "conversation.queued", "20000000-0000-0000-0000-000000000004",
+    await add(db, 6, "conversation.queued", INBOX_TECH_GENERAL,
               tenant=OTHER_TENANT)  # fmt: skip
     assert await numbers(client, after) == [1, 2, 3, 4, 5]
     assert await numbers(client, after, OPERATOR_4) == [1, 3, 4]
@@ -148,7 +148,7 @@ async def test_visibility_by_role_and_subscription(
     )  # fmt: skip
     assert await numbers(client, after, OPERATOR_4) == [3, 4]
     # Another tenant sees only its own.
-    other = who("30000000-0000-0000-0000-000000000011", OTHER_TENANT)
+    other = who(TECH_ADMIN, OTHER_TENANT)
     response = await client.get("/api/v1/events", params={"after": after}, headers=other)
     assert [e["data"]["n"] for e in response.json()["data"]["events"]] == [6]
 

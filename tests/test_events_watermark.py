@@ -15,9 +15,11 @@ import asyncpg
 import httpx
 import pytest
 
-TENANT = "10000000-0000-0000-0000-000000000001"
-OTHER_TENANT = "10000000-0000-0000-0000-000000000002"
-ADMIN = {"X-Tenant-ID": TENANT, "X-Operator-ID": "30000000-0000-0000-0000-000000000001"}
+from inbox_allocation.db.seed_ids import ACME as TENANT
+from inbox_allocation.db.seed_ids import ACME_ADMIN
+from inbox_allocation.db.seed_ids import TECHSTART as OTHER_TENANT
+
+ADMIN = {"X-Tenant-ID": TENANT, "X-Operator-ID": ACME_ADMIN}
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

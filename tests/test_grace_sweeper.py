@@ -10,8 +10,16 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from inbox_allocation.db.seed_ids import (
+    ACME_MANAGER,
+    ACME_OP4,
+    ACME_OP5,
+    ACME_OP7,
+    INBOX_SUPPORT,
+    conversation,
+)
 from inbox_allocation.services.grace import GraceSweeper
-from tests.seed_ids import ACME_MANAGER, ACME_OP4, ACME_OP5, INBOX_SUPPORT, conversation, headers
+from tests.support.http import headers
 
 
 def sweeper(app: FastAPI, batch_size: int = 100) -> GraceSweeper:
@@ -48,7 +56,7 @@ async def test_releases_conversations_of_operators_still_offline(
     assert await state_of(db, 7) == ("QUEUED", None)
     # The other seed rows belong to AVAILABLE operators: removed, nothing released
     # (docs/decisions.md#grace-period).
-    assert await state_of(db, 23) == ("ALLOCATED", "30000000-0000-0000-0000-000000000007")
+    assert await state_of(db, 23) == ("ALLOCATED", ACME_OP7)
     assert (result.processed, result.released) == (6, 2)
     assert await db.fetchval("SELECT count(*) FROM grace_period_assignments") == 0
 

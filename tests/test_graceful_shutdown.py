@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
+from inbox_allocation.db.seed_ids import ACME_MANAGER, conversation
 from tests.helpers import (
     descendants,
     die_with_pytest,
@@ -27,7 +28,7 @@ from tests.helpers import (
     wait_ready,
     world_traversable_tempdir,
 )
-from tests.seed_ids import ACME_MANAGER, conversation, headers
+from tests.support.http import headers
 
 pytestmark = pytest.mark.no_db
 

@@ -10,7 +10,8 @@ import pytest
 from inbox_allocation.api.routers import health as health_router
 from inbox_allocation.api.schemas.envelope import Envelope, ErrorEnvelope
 from inbox_allocation.api.schemas.health import Health, Readiness, VersionInfo
-from tests.seed_ids import ACME, ACME_OP4, ACME_OP5, TECHSTART, headers
+from inbox_allocation.db.seed_ids import ACME, ACME_OP4, ACME_OP5, TECHSTART
+from tests.support.http import headers
 
 
 async def test_health_is_liveness_with_informational_db_check(client: httpx.AsyncClient) -> None:

@@ -11,15 +11,15 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.seed_ids import (
+from inbox_allocation.db.seed_ids import (
     ACME,
     ACME_ADMIN,
     ACME_MANAGER,
     ACME_OP4,
     INBOX_SALES,
     conversation,
-    headers,
 )
+from tests.support.http import headers
 
 ONE_MIB = 1024 * 1024
 

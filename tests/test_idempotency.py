@@ -15,9 +15,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from inbox_allocation.services import idempotency
-from inbox_allocation.services.idempotency import IdempotencyStore
-from tests.seed_ids import (
+from inbox_allocation.db.seed_ids import (
     ACME,
     ACME_MANAGER,
     ACME_OP4,
@@ -26,8 +24,10 @@ from tests.seed_ids import (
     TECH_OP14,
     TECHSTART,
     conversation,
-    headers,
 )
+from inbox_allocation.services import idempotency
+from inbox_allocation.services.idempotency import IdempotencyStore
+from tests.support.http import headers
 
 
 def with_key(operator: str, key: str, name: str = "Idempotency-Key") -> dict[str, str]:
@@ -136,7 +136,7 @@ async def test_every_mutating_route_is_covered(client: httpx.AsyncClient, db: as
 
 
 async def test_foreign_operator_stores_nothing(client: httpx.AsyncClient, db: asyncpg.Pool) -> None:
-    foreign = headers("30000000-0000-0000-0000-000000000014", **{"Idempotency-Key": "f"})
+    foreign = headers(TECH_OP14, **{"Idempotency-Key": "f"})
     response = await client.post("/api/v1/allocate", headers=foreign)
     assert response.status_code == 401
     assert await db.fetchval("SELECT count(*) FROM idempotency_keys") == 0

@@ -25,9 +25,10 @@ from fastapi import FastAPI
 
 from inbox_allocation.app import create_app
 from inbox_allocation.config import Settings
+from inbox_allocation.db.seed_ids import ACME_MANAGER, ACME_OP4, INBOX_SALES, conversation
 from inbox_allocation.services import idempotency as service
 from tests.pg_proxy import PgProxy
-from tests.seed_ids import ACME_MANAGER, ACME_OP4, INBOX_SALES, conversation, headers
+from tests.support.http import headers
 
 ONE_MIB = 1024 * 1024
 

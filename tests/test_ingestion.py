@@ -12,15 +12,16 @@ import httpx
 
 from inbox_allocation.api.schemas.conversations import Conversation
 from inbox_allocation.api.schemas.envelope import Envelope
-from tests.seed_ids import (
+from inbox_allocation.db.seed_ids import (
     ACME_MANAGER,
     ACME_OP4,
     INBOX_SALES,
     INBOX_SUPPORT,
     INBOX_TECH_GENERAL,
     conversation,
-    headers,
 )
+from tests.support.http import headers
+from tests.support.http import status_and_code as code
 
 
 def message(external_id: str = "wa-1", **overrides: object) -> dict[str, object]:
@@ -42,10 +43,6 @@ async def ingest(
     return await client.post(
         "/api/v1/conversations", headers=headers(operator, **extra), json=body
     )  # fmt: skip
-
-
-def code(response: httpx.Response) -> tuple[int, str]:
-    return response.status_code, response.json()["error"]["code"]
 
 
 async def test_new_conversation_is_queued(client: httpx.AsyncClient, db: asyncpg.Pool) -> None:

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI
 
 from inbox_allocation.config import Settings
+from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, ACME_OP4, ACME_OP5, TECH_OP14, TECHSTART
 from inbox_allocation.domain.errors import Unauthorized
 from inbox_allocation.services.jwt_auth import JwtVerifier
 from tests.auth_support import b64url, bearer, http_client, jwt_segments, running_app
@@ -45,7 +46,6 @@ from tests.route_catalog import (
     send,
     snapshot_all,
 )
-from tests.seed_ids import ACME, ACME_ADMIN, ACME_OP4, ACME_OP5, TECH_OP14, TECHSTART
 
 # Collected again here: role rules with JWTs instead of identity headers.
 from tests.test_role_matrix import test_role_matrix

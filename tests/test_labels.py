@@ -12,36 +12,22 @@ import pytest
 from inbox_allocation.api.schemas.conversations import Allocation, Conversation, Lifecycle
 from inbox_allocation.api.schemas.envelope import Envelope, ErrorEnvelope
 from inbox_allocation.api.schemas.labels import Label
+from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, ACME_MANAGER, HOT_LEAD, label
+from inbox_allocation.db.seed_ids import ACME_OP4 as ACME_OPERATOR_INBOX_1
+from inbox_allocation.db.seed_ids import ACME_OP7 as ACME_OPERATOR_INBOX_2
+from inbox_allocation.db.seed_ids import INBOX_BILLING as INBOX_3
+from inbox_allocation.db.seed_ids import INBOX_SALES as INBOX_1
+from inbox_allocation.db.seed_ids import INBOX_SUPPORT as INBOX_2
+from inbox_allocation.db.seed_ids import INBOX_TECH_GENERAL as INBOX_4
+from inbox_allocation.db.seed_ids import conversation as conv
+from tests.support.http import headers as as_caller
+from tests.support.http import status_and_code as error_code
 
-ACME = "10000000-0000-0000-0000-000000000001"
-TECHSTART = "10000000-0000-0000-0000-000000000002"
-ACME_ADMIN = "30000000-0000-0000-0000-000000000001"
-ACME_MANAGER = "30000000-0000-0000-0000-000000000002"  # subscribed to inboxes 1 and 2
-ACME_OPERATOR_INBOX_1 = "30000000-0000-0000-0000-000000000004"
-ACME_OPERATOR_INBOX_2 = "30000000-0000-0000-0000-000000000007"
-TECHSTART_ADMIN = "30000000-0000-0000-0000-000000000011"
-INBOX_1 = "20000000-0000-0000-0000-000000000001"
-INBOX_2 = "20000000-0000-0000-0000-000000000002"
-INBOX_3 = "20000000-0000-0000-0000-000000000003"
-INBOX_4 = "20000000-0000-0000-0000-000000000004"
 MISSING = "99999999-0000-0000-0000-000000000001"
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
-HOT_LEAD = "60000000-0000-0000-0000-000000000001"  # inbox 1, on conversations 01 and 02
-FOLLOW_UP = "60000000-0000-0000-0000-000000000002"  # inbox 1, on conversation 05
-URGENT = "60000000-0000-0000-0000-000000000004"  # inbox 2
-TECHSTART_LABEL = "60000000-0000-0000-0000-000000000009"
-
-
-def conv(nn: int) -> str:
-    return f"70000000-0000-0000-0000-{nn:012d}"
-
-
-def as_caller(operator: str, tenant: str = ACME) -> dict[str, str]:
-    return {"X-Tenant-ID": tenant, "X-Operator-ID": operator}
-
-
-def error_code(response: httpx.Response) -> tuple[int, str]:
-    return response.status_code, ErrorEnvelope.model_validate(response.json()).error.code
+FOLLOW_UP = label(2)  # inbox 1, on conversation 05
+URGENT = label(4)  # inbox 2
+TECHSTART_LABEL = label(9)
 
 
 async def create(
@@ -451,7 +437,7 @@ async def test_subscribed_operator_can_attach_and_detach(
 
 
 async def test_manager_needs_no_subscription(client: httpx.AsyncClient) -> None:
-    refund = "60000000-0000-0000-0000-000000000007"  # inbox 3; manager 02 is on 1 and 2
+    refund = label(7)  # inbox 3; manager 02 is on 1 and 2
     body = {"conversation_id": conv(32), "label_id": refund}
     assert (await link(client, "attach", body, ACME_MANAGER)).status_code == 204
 

@@ -12,7 +12,7 @@ import pytest
 
 from inbox_allocation.api.schemas.conversations import Lifecycle
 from inbox_allocation.api.schemas.envelope import Envelope
-from tests.seed_ids import (
+from inbox_allocation.db.seed_ids import (
     ACME_ADMIN,
     ACME_MANAGER,
     ACME_OP4,
@@ -20,19 +20,19 @@ from tests.seed_ids import (
     ACME_OP6_OFFLINE,
     ACME_OP7,
     INBOX_BILLING,
+    INBOX_SALES,
     INBOX_SUPPORT,
     INBOX_TECH_GENERAL,
+    TECH_OP14,
     conversation,
-    headers,
+    inbox,
 )
+from tests.support.http import headers
+from tests.support.http import status_and_code as code
 
 
 async def post(client: httpx.AsyncClient, route: str, operator: str, **body: str) -> httpx.Response:
     return await client.post(f"/api/v1/{route}", headers=headers(operator), json=body)
-
-
-def code(response: httpx.Response) -> tuple[int, str]:
-    return response.status_code, response.json()["error"]["code"]
 
 
 async def conversation_row(db: asyncpg.Pool, number: int) -> asyncpg.Record:
@@ -165,7 +165,7 @@ async def test_reassign_rules(client: httpx.AsyncClient) -> None:
         (ACME_OP4, c5, ACME_OP5, 403, "INSUFFICIENT_PERMISSIONS"),
         (ACME_MANAGER, conversation(1), ACME_OP5, 409, "CONVERSATION_NOT_ALLOCATED"),
         (ACME_MANAGER, c5, str(uuid.uuid4()), 404, "OPERATOR_NOT_FOUND"),
-        (ACME_MANAGER, c5, "30000000-0000-0000-0000-000000000014", 404, "OPERATOR_NOT_FOUND"),
+        (ACME_MANAGER, c5, TECH_OP14, 404, "OPERATOR_NOT_FOUND"),
         (ACME_MANAGER, c5, ACME_OP7, 400, "OPERATOR_NOT_SUBSCRIBED"),
         (ACME_MANAGER, c5, ACME_OP6_OFFLINE, 409, "OPERATOR_NOT_AVAILABLE"),
         (ACME_MANAGER, conversation(39), ACME_OP5, 404, "CONVERSATION_NOT_FOUND"),
@@ -243,7 +243,7 @@ async def test_f25_move_keeps_the_grace_row_of_an_offline_assignee_who_stays(
     [
         (ACME_OP4, 5, INBOX_SUPPORT, 403, "INSUFFICIENT_PERMISSIONS"),
         (ACME_MANAGER, 8, INBOX_SUPPORT, 409, "CONVERSATION_ALREADY_RESOLVED"),
-        (ACME_MANAGER, 5, "20000000-0000-0000-0000-000000000099", 404, "INBOX_NOT_FOUND"),
+        (ACME_MANAGER, 5, inbox(99), 404, "INBOX_NOT_FOUND"),
         (ACME_MANAGER, 5, INBOX_TECH_GENERAL, 404, "INBOX_NOT_FOUND"),  # never reveal it exists
         (ACME_MANAGER, 41, INBOX_SUPPORT, 404, "CONVERSATION_NOT_FOUND"),
     ],
@@ -258,7 +258,7 @@ async def test_move_rules(
 
 async def test_move_to_same_inbox_is_unchanged(client: httpx.AsyncClient) -> None:
     response = await post(client, "move_inbox", ACME_MANAGER, conversation_id=conversation(1),
-                          inbox_id="20000000-0000-0000-0000-000000000001")  # fmt: skip
+                          inbox_id=INBOX_SALES)  # fmt: skip
     assert response.status_code == 200
 
 

@@ -21,9 +21,10 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, ACME_OP4, INBOX_SALES
 from inbox_allocation.sql.allocation import ALLOCATE_NEXT
 from tests.priority_reference import priority
-from tests.seed_ids import ACME, ACME_ADMIN, ACME_OP4, INBOX_SALES, headers
+from tests.support.http import headers
 
 # A tenant of its own for generated queues, so the seed data never interferes.
 LAB_TENANT = uuid.UUID("1a000000-0000-0000-0000-000000000001")

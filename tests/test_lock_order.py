@@ -16,15 +16,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from inbox_allocation.domain.enums import Role
-from inbox_allocation.services.allocation import AllocationService
-from inbox_allocation.services.inboxes import InboxService
-from inbox_allocation.services.labels import LabelService
-from inbox_allocation.services.lifecycle import LifecycleService
-from inbox_allocation.services.operators import OperatorService
-from inbox_allocation.services.subscriptions import SubscriptionService
-from tests.interleave import Actor, actors, holder
-from tests.seed_ids import (
+from inbox_allocation.db.seed_ids import (
     ACME,
     ACME_ADMIN,
     ACME_OP4,
@@ -34,6 +26,14 @@ from tests.seed_ids import (
     conversation,
     label,
 )
+from inbox_allocation.domain.enums import Role
+from inbox_allocation.services.allocation import AllocationService
+from inbox_allocation.services.inboxes import InboxService
+from inbox_allocation.services.labels import LabelService
+from inbox_allocation.services.lifecycle import LifecycleService
+from inbox_allocation.services.operators import OperatorService
+from inbox_allocation.services.subscriptions import SubscriptionService
+from tests.interleave import Actor, actors, holder
 
 TENANT = UUID(ACME)
 OP4 = UUID(ACME_OP4)  # AVAILABLE, subscribed to Sales only, holds conversation 5

@@ -11,8 +11,9 @@ import httpx
 import pytest
 import structlog
 
+from inbox_allocation.db.seed_ids import ACME, ACME_OP4
 from inbox_allocation.logging import configure_logging, get_logger
-from tests.seed_ids import ACME, ACME_OP4, headers
+from tests.support.http import headers
 
 
 @pytest.fixture

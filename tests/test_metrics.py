@@ -25,11 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from inbox_allocation.app import create_app
 from inbox_allocation.config import Settings
-from inbox_allocation.observability import metrics
-from inbox_allocation.observability.metrics import MetricsEndpoint
-from inbox_allocation.services.grace import GraceSweeper
-from tests.helpers import die_with_pytest, free_port, wait_ready, world_traversable_tempdir
-from tests.seed_ids import (
+from inbox_allocation.db.seed_ids import (
     ACME,
     ACME_ADMIN,
     ACME_OP4,
@@ -37,8 +33,12 @@ from tests.seed_ids import (
     INBOX_SALES,
     TECHSTART,
     conversation,
-    headers,
 )
+from inbox_allocation.observability import metrics
+from inbox_allocation.observability.metrics import MetricsEndpoint
+from inbox_allocation.services.grace import GraceSweeper
+from tests.helpers import die_with_pytest, free_port, wait_ready, world_traversable_tempdir
+from tests.support.http import headers
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

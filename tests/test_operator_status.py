@@ -11,7 +11,8 @@ import httpx
 
 from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.api.schemas.operator_status import OperatorStatusOut
-from tests.seed_ids import ACME_OP4, ACME_OP6_OFFLINE, TECH_OP14, headers
+from inbox_allocation.db.seed_ids import ACME_OP4, ACME_OP6_OFFLINE, TECH_OP14
+from tests.support.http import headers
 
 
 async def put_status(client: httpx.AsyncClient, operator: str, status: object) -> httpx.Response:

@@ -13,30 +13,20 @@ import asyncpg
 import httpx
 import pytest
 
-from inbox_allocation.api.schemas.envelope import Envelope, ErrorEnvelope
+from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.api.schemas.operators import OperatorList, OperatorOut
 from inbox_allocation.api.schemas.subscriptions import SubscriptionList
+from inbox_allocation.db.seed_ids import ACME, HOT_LEAD, TECHSTART, inbox
+from inbox_allocation.db.seed_ids import conversation as conv
+from inbox_allocation.db.seed_ids import operator as op
 from tests.helpers import lock_waiters
+from tests.support.http import error_code
 
-ACME = "10000000-0000-0000-0000-000000000001"
-TECHSTART = "10000000-0000-0000-0000-000000000002"
 BASE = "/api/v1/operators"
-
-
-def op(n: int) -> str:
-    return f"30000000-0000-0000-0000-{n:012d}"
-
-
-def inbox(n: int) -> str:
-    return f"20000000-0000-0000-0000-{n:012d}"
 
 
 def sub(n: int) -> str:
     return f"40000000-0000-0000-0000-{n:012d}"
-
-
-def conv(n: int) -> str:
-    return f"70000000-0000-0000-0000-{n:012d}"
 
 
 ADMIN, MANAGER, OPERATOR = op(1), op(2), op(4)
@@ -46,10 +36,6 @@ ACME_OPERATORS = [op(n) for n in range(1, 11)]
 
 def as_(operator: str, tenant: str = ACME) -> dict[str, str]:
     return {"X-Tenant-ID": tenant, "X-Operator-ID": operator}
-
-
-def error_code(response: httpx.Response) -> str:
-    return ErrorEnvelope.model_validate(response.json()).error.code
 
 
 async def role_of(db: asyncpg.Pool, operator_id: str) -> str | None:
@@ -394,7 +380,7 @@ async def test_delete_clears_the_operator_from_resolved_conversations_and_labels
     await db.execute(
         "UPDATE labels SET created_by = $1 WHERE id = $2",
         UUID(OPERATOR),
-        UUID("60000000-0000-0000-0000-000000000001"),
+        UUID(HOT_LEAD),
     )
     response = await client.delete(f"{BASE}/{OPERATOR}", headers=as_(ADMIN))
     assert response.status_code == 204

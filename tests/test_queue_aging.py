@@ -17,17 +17,17 @@ from fastapi import FastAPI
 
 from inbox_allocation.app import create_app
 from inbox_allocation.config import Settings
-from inbox_allocation.services.queue_aging import QueueAging
-from tests.priority_reference import allocation_order_key
-from tests.seed_ids import (
+from inbox_allocation.db.seed_ids import (
     ACME,
     ACME_MANAGER,
     ACME_OP4,
     INBOX_SALES,
     INBOX_TECH_GENERAL,
     TECHSTART,
-    headers,
 )
+from inbox_allocation.services.queue_aging import QueueAging
+from tests.priority_reference import allocation_order_key
+from tests.support.http import headers
 
 
 async def insert(

@@ -23,6 +23,18 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from inbox_allocation.db.seed_ids import (
+    ACME,
+    ACME_ADMIN,
+    ACME_MANAGER,
+    ACME_OP4,
+    ACME_OP5,
+    INBOX_BILLING,
+    INBOX_SUPPORT,
+    TECH_ADMIN,
+    conversation,
+    label,
+)
 from tests.route_catalog import (
     ACME_CALLER,
     ROLES,
@@ -38,18 +50,6 @@ from tests.route_catalog import (
     send,
     served_api_routes,
     snapshot_all,
-)
-from tests.seed_ids import (
-    ACME,
-    ACME_ADMIN,
-    ACME_MANAGER,
-    ACME_OP4,
-    ACME_OP5,
-    INBOX_BILLING,
-    INBOX_SUPPORT,
-    TECH_ADMIN,
-    conversation,
-    label,
 )
 
 UNKNOWN_OPERATOR = "30000000-0000-0000-0000-000000000999"

@@ -34,8 +34,8 @@ from schemathesis.checks import (
     response_schema_conformance,
 )
 
+from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN
 from tests.helpers import die_with_pytest, free_port, wait_ready, world_traversable_tempdir
-from tests.seed_ids import ACME, ACME_ADMIN
 
 pytestmark = pytest.mark.no_db
 

@@ -13,9 +13,7 @@ from fastapi import FastAPI
 
 from inbox_allocation.api.schemas.envelope import Envelope, ErrorEnvelope
 from inbox_allocation.api.schemas.stats import QueueStats
-from inbox_allocation.services.stats import StatsService
-from inbox_allocation.sql import stats as sql
-from tests.seed_ids import (
+from inbox_allocation.db.seed_ids import (
     ACME,
     ACME_ADMIN,
     ACME_MANAGER,
@@ -24,8 +22,10 @@ from tests.seed_ids import (
     INBOX_SALES,
     INBOX_SUPPORT,
     TECH_ADMIN,
-    headers,
 )
+from inbox_allocation.services.stats import StatsService
+from inbox_allocation.sql import stats as sql
+from tests.support.http import headers
 
 
 @dataclass

@@ -9,27 +9,16 @@ import asyncpg
 import httpx
 import pytest
 
-from inbox_allocation.api.schemas.envelope import Envelope, ErrorEnvelope
+from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.api.schemas.subscriptions import SubscriptionList, SubscriptionOut
-
-ACME = "10000000-0000-0000-0000-000000000001"
-TECHSTART = "10000000-0000-0000-0000-000000000002"
-
-
-def op(n: int) -> str:
-    return f"30000000-0000-0000-0000-{n:012d}"
-
-
-def inbox(n: int) -> str:
-    return f"20000000-0000-0000-0000-{n:012d}"
+from inbox_allocation.db.seed_ids import ACME, inbox
+from inbox_allocation.db.seed_ids import conversation as conv
+from inbox_allocation.db.seed_ids import operator as op
+from tests.support.http import error_code
 
 
 def sub(n: int) -> str:
     return f"40000000-0000-0000-0000-{n:012d}"
-
-
-def conv(n: int) -> str:
-    return f"70000000-0000-0000-0000-{n:012d}"
 
 
 ADMIN, MANAGER, OPERATOR = op(1), op(2), op(4)
@@ -38,10 +27,6 @@ TS_ADMIN = op(11)
 
 def as_(operator: str, tenant: str = ACME) -> dict[str, str]:
     return {"X-Tenant-ID": tenant, "X-Operator-ID": operator}
-
-
-def error_code(response: httpx.Response) -> str:
-    return ErrorEnvelope.model_validate(response.json()).error.code
 
 
 def subs_url(inbox_id: str) -> str:

@@ -12,15 +12,12 @@ import pytest
 
 from inbox_allocation.api.schemas.envelope import Envelope, ErrorEnvelope
 from inbox_allocation.api.schemas.tenant import TenantOut
+from inbox_allocation.db.seed_ids import ACME, TECHSTART
+from inbox_allocation.db.seed_ids import operator as op
+from tests.support.http import error_code
 
-ACME = "10000000-0000-0000-0000-000000000001"
-TECHSTART = "10000000-0000-0000-0000-000000000002"
 URL = "/api/v1/tenant"
 WEIGHTS = "/api/v1/tenant/weights"
-
-
-def op(n: int) -> str:
-    return f"30000000-0000-0000-0000-{n:012d}"
 
 
 ADMIN, MANAGER, OPERATOR = op(1), op(2), op(4)
@@ -29,10 +26,6 @@ TS_ADMIN = op(11)
 
 def as_(operator: str, tenant: str = ACME) -> dict[str, str]:
     return {"X-Tenant-ID": tenant, "X-Operator-ID": operator}
-
-
-def error_code(response: httpx.Response) -> str:
-    return ErrorEnvelope.model_validate(response.json()).error.code
 
 
 async def stored(db: asyncpg.Pool, tenant: str = ACME) -> asyncpg.Record:

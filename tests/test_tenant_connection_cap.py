@@ -15,7 +15,8 @@ import pytest_asyncio
 
 from inbox_allocation.app import create_app
 from inbox_allocation.config import Settings, load_settings
-from tests.seed_ids import ACME, ACME_OP4, ACME_OP5, ACME_OP7, TECH_OP14, TECHSTART, headers
+from inbox_allocation.db.seed_ids import ACME, ACME_OP4, ACME_OP5, ACME_OP7, TECH_OP14, TECHSTART
+from tests.support.http import headers
 
 
 async def _until_waiting_for_locks(db: asyncpg.Pool, count: int) -> None:

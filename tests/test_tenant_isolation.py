@@ -20,6 +20,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from inbox_allocation.db.seed_ids import (
+    ACME,
+    ACME_ADMIN,
+    TECH_ADMIN,
+    TECH_OP14,
+    TECHSTART,
+    conversation,
+)
 from tests.route_catalog import (
     ROUTE_IDS,
     ROUTES,
@@ -38,7 +46,6 @@ from tests.route_catalog import (
     snapshot_tenant,
     tenant_tokens,
 )
-from tests.seed_ids import ACME, ACME_ADMIN, TECH_ADMIN, TECH_OP14, TECHSTART, conversation
 
 
 def _is_uuid(text: str) -> bool:

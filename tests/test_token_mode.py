@@ -22,6 +22,7 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from inbox_allocation.config import Settings
+from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, ACME_MANAGER, ACME_OP4
 from tests.auth_support import (
     bearer,
     bearer_from_identity,
@@ -41,7 +42,6 @@ from tests.route_catalog import (
     send,
     snapshot_all,
 )
-from tests.seed_ids import ACME_ADMIN, ACME_MANAGER, ACME_OP4
 
 # Collected again here, so they run against this module's `client` (token mode).
 from tests.test_role_matrix import test_role_matrix, test_subscription_rules
@@ -114,7 +114,7 @@ async def _credential_cases(db: asyncpg.Pool) -> dict[str, list[dict[str, str]]]
         "revoked": [bearer(revoked)],
         "expired": [bearer(expired)],
         # Identity headers alone are not credentials in token mode.
-        "headers only": [{"X-Tenant-ID": "10000000-0000-0000-0000-000000000001",
+        "headers only": [{"X-Tenant-ID": ACME,
                           "X-Operator-ID": ACME_ADMIN}],
     }  # fmt: skip
 

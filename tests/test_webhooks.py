@@ -25,14 +25,15 @@ from fastapi import FastAPI
 
 from inbox_allocation.config import Settings
 from inbox_allocation.db.pool import Database
+from inbox_allocation.db.seed_ids import ACME as TENANT
+from inbox_allocation.db.seed_ids import ACME_ADMIN, ACME_MANAGER
+from inbox_allocation.db.seed_ids import ACME_WEBHOOK as ACME_DEMO_WEBHOOK
 from inbox_allocation.services.webhooks import WebhookDelivery, backoff_seconds
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-TENANT = "10000000-0000-0000-0000-000000000001"
-ADMIN = {"X-Tenant-ID": TENANT, "X-Operator-ID": "30000000-0000-0000-0000-000000000001"}
-ACME_DEMO_WEBHOOK = "a0000000-0000-0000-0000-000000000001"  # seed data, disabled
-MANAGER = {"X-Tenant-ID": TENANT, "X-Operator-ID": "30000000-0000-0000-0000-000000000002"}
+ADMIN = {"X-Tenant-ID": TENANT, "X-Operator-ID": ACME_ADMIN}
+MANAGER = {"X-Tenant-ID": TENANT, "X-Operator-ID": ACME_MANAGER}
 
 
 @dataclass

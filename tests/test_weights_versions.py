@@ -24,10 +24,11 @@ import asyncpg
 import httpx
 
 from inbox_allocation.db.pool import Database
+from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, ACME_OP4, INBOX_SALES
 from inbox_allocation.services.priority_keys import PriorityKeys
 from inbox_allocation.sql import tenants as tenants_sql
 from tests.priority_reference import priority
-from tests.seed_ids import ACME, ACME_ADMIN, ACME_OP4, INBOX_SALES, headers
+from tests.support.http import headers
 
 TENANT = uuid.UUID(ACME)
 WEIGHTS = "/api/v1/tenant/weights"

@@ -42,6 +42,14 @@ from inbox_allocation.db.embedded import (
 from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherError
 from inbox_allocation.db.pool import Database
 from inbox_allocation.db.seed import seed_database
+from inbox_allocation.db.seed_ids import (
+    ACME,
+    ACME_ADMIN,
+    ACME_MANAGER,
+    ACME_OP4,
+    TECH_ADMIN,
+    TECHSTART,
+)
 from inbox_allocation.domain.errors import NotFound
 from inbox_allocation.logging import configure_logging, get_logger
 from inbox_allocation.observability import metrics
@@ -102,21 +110,12 @@ def where_to_go(settings: Settings, *, demo: bool) -> str:
     if demo:
         lines += [
             "  demo identities (send them as X-Tenant-ID and X-Operator-ID):",
-            f"    Acme Corp     {SEED_ACME}  ADMIN {SEED_ACME_ADMIN}",
-            f"                  MANAGER {SEED_ACME_MANAGER}  OPERATOR {SEED_ACME_OPERATOR}",
-            f"    TechStart Inc {SEED_TECHSTART}  ADMIN {SEED_TECHSTART_ADMIN}",
+            f"    Acme Corp     {ACME}  ADMIN {ACME_ADMIN}",
+            f"                  MANAGER {ACME_MANAGER}  OPERATOR {ACME_OP4}",
+            f"    TechStart Inc {TECHSTART}  ADMIN {TECH_ADMIN}",
             "  README.md, 'Using the API', has curl examples for these.",
         ]
     return "\n".join(lines)
-
-
-# Demo identities of sql/seed.sql, shown by `serve` (where_to_go).
-SEED_ACME = "10000000-0000-0000-0000-000000000001"
-SEED_ACME_ADMIN = "30000000-0000-0000-0000-000000000001"
-SEED_ACME_MANAGER = "30000000-0000-0000-0000-000000000002"
-SEED_ACME_OPERATOR = "30000000-0000-0000-0000-000000000004"
-SEED_TECHSTART = "10000000-0000-0000-0000-000000000002"
-SEED_TECHSTART_ADMIN = "30000000-0000-0000-0000-000000000011"
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

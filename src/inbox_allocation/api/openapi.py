@@ -13,10 +13,9 @@ import yaml
 from fastapi import FastAPI
 
 from inbox_allocation.api.idempotency import KEY_SCHEMA_PATTERN, MAX_KEY_LENGTH
+from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN
 
 MUTATING = ("post", "put", "delete")
-SEED_TENANT = "10000000-0000-0000-0000-000000000001"
-SEED_ADMIN = "30000000-0000-0000-0000-000000000001"
 
 _IDEMPOTENCY_DESCRIPTION = (
     "Makes a retry safe: the first request with a key runs; retries with the same key (same "
@@ -56,10 +55,10 @@ def _document_middleware_headers(document: dict[str, Any]) -> None:
     }
     document["components"]["securitySchemes"] = {
         "TenantHeader": {"type": "apiKey", "in": "header", "name": "X-Tenant-ID",
-                         "description": f"AUTH_MODE=headers: tenant UUID (demo: {SEED_TENANT})"},
+                         "description": f"AUTH_MODE=headers: tenant UUID (demo: {ACME})"},
         "OperatorHeader": {"type": "apiKey", "in": "header", "name": "X-Operator-ID",
                            "description": "AUTH_MODE=headers: operator UUID (demo ADMIN: "
-                           f"{SEED_ADMIN})"},
+                           f"{ACME_ADMIN})"},
         "BearerAuth": {"type": "http", "scheme": "bearer",
                        "description": "AUTH_MODE=token: an API token (iat_…); AUTH_MODE=jwt: "
                        "a JWT from the identity provider"},

@@ -26,15 +26,11 @@ from inbox_allocation.api.schemas.conversations import (
     render_conversation,
 )
 from inbox_allocation.api.schemas.envelope import Envelope
+from inbox_allocation.db.seed_ids import ACME_OP4, HOT_LEAD, INBOX_SALES, conversation
 from inbox_allocation.services.conversations import ConversationService
 from inbox_allocation.services.ingestion import InboundMessage, IngestionService
 
 router = api_router(prefix="/api/v1", tags=["conversations"])
-
-SEED_INBOX = "20000000-0000-0000-0000-000000000001"
-SEED_OPERATOR = "30000000-0000-0000-0000-000000000004"
-SEED_LABEL = "60000000-0000-0000-0000-000000000001"
-SEED_CONVERSATION = "70000000-0000-0000-0000-000000000001"
 
 
 ServiceDep = Annotated[ConversationService, Depends(provider(ConversationService, clock=clock_of))]
@@ -42,7 +38,7 @@ IngestionDep = Annotated[IngestionService, Depends(provider(IngestionService, cl
 
 
 async def conversation_id_path(
-    id: Annotated[str, Path(description="Conversation UUID", examples=[SEED_CONVERSATION])],
+    id: Annotated[str, Path(description="Conversation UUID", examples=[conversation(1)])],
 ) -> UUID:
     return parse_id(id, "conversation id")
 
@@ -80,14 +76,14 @@ async def list_conversations(
         Query(description="QUEUED, ALLOCATED or RESOLVED (case-sensitive)", examples=["QUEUED"]),
     ] = None,
     inbox_id: Annotated[
-        str | None, Query(description="Only this inbox", examples=[SEED_INBOX])
+        str | None, Query(description="Only this inbox", examples=[INBOX_SALES])
     ] = None,
     operator_id: Annotated[
         str | None,
-        Query(description="Only conversations assigned to this operator", examples=[SEED_OPERATOR]),
+        Query(description="Only conversations assigned to this operator", examples=[ACME_OP4]),
     ] = None,
     label_id: Annotated[
-        str | None, Query(description="Only conversations with this label", examples=[SEED_LABEL])
+        str | None, Query(description="Only conversations with this label", examples=[HOT_LEAD])
     ] = None,
     sort: Annotated[
         str | None,

@@ -28,17 +28,16 @@ from inbox_allocation.api.schemas.operators import (
     OperatorUpdate,
 )
 from inbox_allocation.api.schemas.subscriptions import SubscriptionList
+from inbox_allocation.db.seed_ids import ACME_OP4
 from inbox_allocation.domain.enums import Role
 from inbox_allocation.services.operators import OperatorService
 from inbox_allocation.services.subscriptions import SubscriptionService
-
-SEED_OPERATOR = "30000000-0000-0000-0000-000000000004"
 
 router = api_router(prefix="/api/v1/operators")
 
 
 async def operator_id_path(
-    operator_id: Annotated[str, Path(description="Operator UUID", examples=[SEED_OPERATOR])],
+    operator_id: Annotated[str, Path(description="Operator UUID", examples=[ACME_OP4])],
 ) -> UUID:
     return parse_id(operator_id, "operator_id")
 
