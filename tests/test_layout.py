@@ -46,3 +46,64 @@ def test_routers_build_services_with_the_one_provider() -> None:
             ):
                 offenders.append(f"{path.name}: {node.name}")
     assert not offenders
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    nodes: list[ast.AST] = []
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        nodes.append(node)
+        for child in ast.iter_child_nodes(node):
+            type_checking = isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test)
+            if not type_checking:
+                pending.append(child)
+    return nodes
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Which of the package's modules each module imports at run time (anywhere in it, also
+    inside functions: a deferred import hides a cycle, it does not remove it; imports for
+    the type checker only are left out)."""
+    modules = {_module_name(path): path for path in python_files(SRC)}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in _runtime_nodes(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{alias.name}" for alias in node.names]
+                targets.append(node.module)
+            for target in targets:
+                if target in modules and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def test_no_import_cycles() -> None:
+    graph = _import_graph()
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        path.append(module)
+        for imported in sorted(graph[module]):
+            if state.get(imported) == 1:
+                cycles.append([*path[path.index(imported) :], imported])
+            elif imported not in state:
+                visit(imported)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+    assert not cycles, "\n".join(" → ".join(cycle) for cycle in cycles)

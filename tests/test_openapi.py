@@ -8,6 +8,7 @@ import pytest
 from fastapi import FastAPI
 
 from inbox_allocation.api.openapi import openapi_document, render_yaml
+from inbox_allocation.cli import main
 
 pytestmark = pytest.mark.no_db
 
@@ -17,3 +18,9 @@ OPENAPI_FILE = Path(__file__).resolve().parents[1] / "openapi.yaml"
 def test_committed_openapi_matches_the_app(app: FastAPI) -> None:
     generated = render_yaml(openapi_document(app))
     assert OPENAPI_FILE.read_text() == generated, "openapi.yaml is stale: run `make openapi`"
+
+
+def test_the_cli_prints_the_committed_document(capsys: pytest.CaptureFixture[str]) -> None:
+    """`inbox-allocation openapi` (what `make openapi` runs) writes exactly openapi.yaml."""
+    assert main(["openapi"]) == 0
+    assert capsys.readouterr().out == OPENAPI_FILE.read_text()

@@ -30,7 +30,9 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
+from inbox_allocation.api.openapi import openapi_document, render_yaml
 from inbox_allocation.api.responses import dumps
+from inbox_allocation.app import create_app
 from inbox_allocation.config import ConfigError, Settings, load_settings
 from inbox_allocation.db import migrations
 from inbox_allocation.db.embedded import (
@@ -215,6 +217,16 @@ def _db_stop(pid_file: os.PathLike[str]) -> int:
     return 0
 
 
+def cmd_openapi(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the OpenAPI document (openapi.yaml) generated from the application."""
+    # Generated from default settings, not the environment's: the document describes the
+    # service, not one deployment. No database is needed.
+    del settings, args
+    app = create_app(Settings(database_url="postgresql://generation-only/none"))
+    sys.stdout.write(render_yaml(openapi_document(app)))
+    return 0
+
+
 def cmd_tenant(settings: Settings, args: argparse.Namespace) -> int:
     """`tenant create` / `tenant list`: JSON on stdout, one-line errors on stderr."""
     if args.action == "create":
@@ -329,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["run", "start", "stop"],
                     help="run: foreground; start/stop: in the background")  # fmt: skip
     db.set_defaults(handler=cmd_db)
+
+    openapi = sub.add_parser("openapi", help="print the OpenAPI document (openapi.yaml)")
+    openapi.set_defaults(handler=cmd_openapi)
 
     tenant = sub.add_parser("tenant", help="provision tenants (onboard a customer)")
     tenant_sub = tenant.add_subparsers(dest="action", required=True)
