@@ -14,7 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from inbox_allocation.db.seed_ids import ACME
+from inbox_allocation.cli import where_to_go
+from inbox_allocation.config import Settings
+from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, TECH_ADMIN
 from tests.helpers import alive, die_with_pytest, free_port, wait_ready, world_traversable_tempdir
 
 pytestmark = pytest.mark.no_db
@@ -120,3 +122,13 @@ def test_a_second_serve_on_the_same_data_dir_refuses_and_names_the_first(workdir
     finally:
         if first.poll() is None:
             first.kill()
+
+
+def test_make_run_says_where_to_go() -> None:
+    """The first lines a newcomer reads: the pages to open and who to be."""
+    settings = Settings(database_url="postgresql://unused/none", SERVER_PORT=18080)
+    text = where_to_go(settings, demo=True)
+    for expected in ("http://127.0.0.1:18080/docs", "http://127.0.0.1:18080/console",
+                     f"ADMIN {ACME_ADMIN}", f"ADMIN {TECH_ADMIN}"):  # fmt: skip
+        assert expected in text
+    assert "ADMIN" not in where_to_go(settings, demo=False)  # no demo data, no identities

@@ -107,6 +107,7 @@ def where_to_go(settings: Settings, *, demo: bool) -> str:
     lines = [
         f"serving on {base}",
         f"  interactive API documentation: {base}/docs",
+        f"  live console (supervisors):    {base}/console",
         f"  health and version:            {base}/health  {base}/version",
     ]
     if demo:
