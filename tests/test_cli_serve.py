@@ -17,7 +17,13 @@ import pytest
 from inbox_allocation.cli import where_to_go
 from inbox_allocation.config import Settings
 from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, TECH_ADMIN
-from tests.helpers import alive, die_with_pytest, free_port, wait_ready, world_traversable_tempdir
+from inbox_allocation.processes import (
+    alive,
+    free_port,
+    parent_death_signal,
+    wait_ready,
+    world_traversable_tempdir,
+)
 
 pytestmark = pytest.mark.no_db
 
@@ -48,7 +54,7 @@ def start_service(workdir: Path, db_port: int, http_port: int) -> subprocess.Pop
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        preexec_fn=die_with_pytest,  # noqa: PLW1509 - only prctl
+        preexec_fn=parent_death_signal(),  # noqa: PLW1509 - only prctl
     )
 
 

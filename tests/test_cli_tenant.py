@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from inbox_allocation.db.seed_ids import ACME
-from tests.helpers import free_port, world_traversable_tempdir
+from inbox_allocation.processes import free_port, world_traversable_tempdir
 from tests.support.http import headers
 
 ROOT = Path(__file__).resolve().parents[1]

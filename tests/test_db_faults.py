@@ -35,7 +35,8 @@ from inbox_allocation.db.seed_ids import (
     ACME_OP7,
     conversation,
 )
-from tests.helpers import free_port, is_citus, world_traversable_tempdir
+from inbox_allocation.processes import free_port, world_traversable_tempdir
+from tests.helpers import is_citus
 from tests.support.http import headers
 
 OUTAGE_SECONDS = 10.0

@@ -31,8 +31,8 @@ from inbox_allocation.db.seed_ids import INBOX_BILLING as INBOX_3
 from inbox_allocation.db.seed_ids import INBOX_SALES as INBOX_1
 from inbox_allocation.db.seed_ids import INBOX_TECH_GENERAL, TECH_ADMIN
 from inbox_allocation.db.seed_ids import TECHSTART as OTHER_TENANT
+from inbox_allocation.processes import free_port
 from inbox_allocation.services.event_retention import EventRetention
-from tests.helpers import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

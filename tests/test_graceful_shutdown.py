@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from inbox_allocation.db.seed_ids import ACME_MANAGER, conversation
-from tests.helpers import (
+from inbox_allocation.processes import (
     descendants,
-    die_with_pytest,
     free_port,
+    parent_death_signal,
     survivors,
     wait_ready,
     world_traversable_tempdir,
@@ -57,7 +57,7 @@ def start_service(workdir: Path, db_port: int, http_port: int) -> subprocess.Pop
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
-        preexec_fn=die_with_pytest,  # noqa: PLW1509 - only prctl
+        preexec_fn=parent_death_signal(),  # noqa: PLW1509 - only prctl
     )
 
 

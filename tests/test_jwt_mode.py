@@ -33,9 +33,9 @@ from fastapi import FastAPI
 from inbox_allocation.config import Settings
 from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, ACME_OP4, ACME_OP5, TECH_OP14, TECHSTART
 from inbox_allocation.domain.errors import Unauthorized
+from inbox_allocation.processes import free_port
 from inbox_allocation.services.jwt_auth import JwtVerifier
 from tests.auth_support import b64url, bearer, http_client, jwt_segments, running_app
-from tests.helpers import free_port
 from tests.route_catalog import (
     ROUTE_IDS,
     ROUTES,

@@ -23,7 +23,7 @@ from inbox_allocation.db.launcher import (
     LauncherError,
     packaged_bin_dir,
 )
-from tests.helpers import free_port, world_traversable_tempdir
+from inbox_allocation.processes import free_port, world_traversable_tempdir
 
 pytestmark = pytest.mark.no_db
 

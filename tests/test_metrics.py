@@ -36,8 +36,13 @@ from inbox_allocation.db.seed_ids import (
 )
 from inbox_allocation.observability import metrics
 from inbox_allocation.observability.metrics import MetricsEndpoint
+from inbox_allocation.processes import (
+    free_port,
+    parent_death_signal,
+    wait_ready,
+    world_traversable_tempdir,
+)
 from inbox_allocation.services.grace import GraceSweeper
-from tests.helpers import die_with_pytest, free_port, wait_ready, world_traversable_tempdir
 from tests.support.http import headers
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -567,7 +572,7 @@ def test_serve_with_two_workers_merges_their_metrics(workdir: Path) -> None:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        preexec_fn=die_with_pytest,  # noqa: PLW1509 - only prctl
+        preexec_fn=parent_death_signal(),  # noqa: PLW1509 - only prctl
     )
     base = f"http://127.0.0.1:{http_port}"
     try:

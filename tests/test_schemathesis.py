@@ -35,7 +35,12 @@ from schemathesis.checks import (
 )
 
 from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN
-from tests.helpers import die_with_pytest, free_port, wait_ready, world_traversable_tempdir
+from inbox_allocation.processes import (
+    free_port,
+    parent_death_signal,
+    wait_ready,
+    world_traversable_tempdir,
+)
 
 pytestmark = pytest.mark.no_db
 
@@ -59,7 +64,7 @@ def base_url() -> Iterator[str]:
         [sys.executable, "-m", "inbox_allocation", "serve"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
-        preexec_fn=die_with_pytest,  # noqa: PLW1509 - only prctl
+        preexec_fn=parent_death_signal(),  # noqa: PLW1509 - only prctl
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:

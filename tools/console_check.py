@@ -34,7 +34,7 @@ import httpx
 from websockets.sync.client import ClientConnection, connect
 
 from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, INBOX_SALES
-from tests.helpers import free_port, wait_ready, world_traversable_tempdir
+from inbox_allocation.processes import free_port, wait_ready, world_traversable_tempdir
 from tools.docs_check import (
     CHROMIUM,
     CHROMIUM_FLAGS,
