@@ -24,6 +24,7 @@ from inbox_allocation.processes import (
     wait_ready,
     world_traversable_tempdir,
 )
+from tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.no_db
 
@@ -50,7 +51,7 @@ def start_service(workdir: Path, db_port: int, http_port: int) -> subprocess.Pop
     )
     return subprocess.Popen(
         [sys.executable, "-m", "inbox_allocation", "serve"],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

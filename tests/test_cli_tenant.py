@@ -19,8 +19,9 @@ import pytest
 from inbox_allocation.db.seed_ids import ACME
 from inbox_allocation.processes import free_port, world_traversable_tempdir
 from tests.support.http import headers
+from tests.support.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

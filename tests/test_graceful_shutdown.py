@@ -29,6 +29,7 @@ from inbox_allocation.processes import (
     world_traversable_tempdir,
 )
 from tests.support.http import headers
+from tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.no_db
 
@@ -52,7 +53,7 @@ def start_service(workdir: Path, db_port: int, http_port: int) -> subprocess.Pop
     )  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "inbox_allocation", "serve"],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 
+from tests.support.paths import REPO_ROOT
+
 pytestmark = pytest.mark.no_db
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 SELF = PROJECT["name"]
 

@@ -44,6 +44,7 @@ from inbox_allocation.processes import (
 )
 from inbox_allocation.services.grace import GraceSweeper
 from tests.support.http import headers
+from tests.support.paths import REPO_ROOT
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -568,7 +569,7 @@ def test_serve_with_two_workers_merges_their_metrics(workdir: Path) -> None:
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "inbox_allocation", "serve"],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -608,7 +609,7 @@ def test_serve_with_two_workers_merges_their_metrics(workdir: Path) -> None:
 
 @pytest.mark.no_db
 def test_the_kubernetes_sample_scrapes_metrics_and_probes_the_right_routes() -> None:
-    manifest = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes.yaml"
+    manifest = REPO_ROOT / "deploy" / "kubernetes.yaml"
     documents = {doc["kind"]: doc for doc in yaml.safe_load_all(manifest.read_text())}
     assert set(documents) == {"Job", "Deployment", "Service"}
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from fastapi import FastAPI
 
 from inbox_allocation.api.openapi import openapi_document, render_yaml
 from inbox_allocation.cli import main
+from tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.no_db
 
-OPENAPI_FILE = Path(__file__).resolve().parents[1] / "openapi.yaml"
+OPENAPI_FILE = REPO_ROOT / "openapi.yaml"
 
 
 def test_committed_openapi_matches_the_app(app: FastAPI) -> None:

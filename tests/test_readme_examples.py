@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from tests.support.paths import REPO_ROOT
+
+README = REPO_ROOT / "README.md"
 
 
 @dataclass

@@ -14,8 +14,9 @@ from structlog.testing import capture_logs
 from inbox_allocation.config import ConfigError, Settings, load_settings
 from inbox_allocation.server import is_loopback, warn_if_exposed
 from tests.auth_support import http_client, running_app
+from tests.support.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 
 
 @pytest.mark.no_db

@@ -41,10 +41,11 @@ from inbox_allocation.processes import (
     wait_ready,
     world_traversable_tempdir,
 )
+from tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.no_db
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 schema = schemathesis.openapi.from_path(ROOT / "openapi.yaml")
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 IDENTITY = {"X-Tenant-ID": ACME, "X-Operator-ID": ACME_ADMIN}

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.paths import REPO_ROOT
+
 pytestmark = pytest.mark.no_db
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 SCANNED = ("src", "tests", "stress", "bench", "migrations", "tools")
 TOP_LEVEL = (
     "Makefile",

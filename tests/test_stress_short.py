@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.paths import REPO_ROOT
+
 pytestmark = [pytest.mark.no_db, pytest.mark.slow, pytest.mark.timeout(120)]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 CORE_ACTIONS = ("ingest_new", "allocate", "claim", "resolve", "status_offline", "status_available")
 # The churn loop's write paths (every path of the lock order meets the operators' load).
 CHURN_ACTIONS = (

@@ -11,7 +11,6 @@ import sys
 import textwrap
 import threading
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,6 +28,7 @@ from inbox_allocation.observability import tracing
 from inbox_allocation.observability.tracing import parse_traceparent
 from inbox_allocation.processes import free_port
 from tests.auth_support import http_client, running_app
+from tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.no_db
 
@@ -36,7 +36,7 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 VALID = f"00-{TRACE_ID}-{PARENT_ID}-01"
 TRACEPARENT_FORM = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 
 
 # --- Parsing ---------------------------------------------------------------------------------
