@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from inbox_allocation.config import ConfigError, Settings, load_settings
 from inbox_allocation.server import is_loopback, warn_if_exposed
-from tests.auth_support import http_client, running_app
+from tests.support.auth import http_client, running_app
 from tests.support.paths import REPO_ROOT
 
 ROOT = REPO_ROOT

@@ -20,8 +20,8 @@ from inbox_allocation.db.seed_ids import ACME_OP7 as ACME_OPERATOR_INBOX_2
 from inbox_allocation.db.seed_ids import INBOX_SALES as INBOX_1
 from inbox_allocation.db.seed_ids import TECH_ADMIN as TECHSTART_ADMIN
 from inbox_allocation.db.seed_ids import conversation as conv
-from tests.priority_reference import priority
 from tests.support.http import headers as as_caller
+from tests.support.priority_reference import priority
 
 PHONE_1 = "+14155551001"  # conversation 7…01, inbox 1
 

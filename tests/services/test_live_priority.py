@@ -2,7 +2,7 @@
 
 The property test generates random queues, weights and request instants and checks every
 allocation against a brute-force evaluation of the contract's formula
-(tests/priority_reference.py); the EXPLAIN tests check the lookup stays index-backed and
+(tests/support/priority_reference.py); the EXPLAIN tests check the lookup stays index-backed and
 reads the same pages at any queue depth.
 """
 
@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, ACME_OP4, INBOX_SALES
 from inbox_allocation.sql.allocation import ALLOCATE_NEXT
-from tests.priority_reference import priority
 from tests.support.http import headers
+from tests.support.priority_reference import priority
 
 # A tenant of its own for generated queues, so the seed data never interferes.
 LAB_TENANT = uuid.UUID("1a000000-0000-0000-0000-000000000001")

@@ -2,7 +2,7 @@
 
 - The tenant-isolation walk and the role matrix run again with API tokens: the same test
   functions (imported below), with `client` replaced by an app in token mode whose requests
-  carry the seeded operator's token instead of identity headers (tests.auth_support). A
+  carry the seeded operator's token instead of identity headers (tests.support.auth). A
   foreign identity (TechStart's operator naming Acme) keeps its contradicting headers and
   must get 401.
 - Every route refuses a missing, malformed, unknown, revoked or expired token with 401
@@ -23,7 +23,15 @@ from fastapi import FastAPI
 
 from inbox_allocation.config import Settings
 from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, ACME_MANAGER, ACME_OP4
-from tests.auth_support import (
+
+# Collected again here, so they run against this module's `client` (token mode).
+from tests.api.test_role_matrix import test_role_matrix, test_subscription_rules
+from tests.api.test_tenant_isolation import (
+    test_idempotency_key_never_replays_across_tenants,
+    test_ids_of_another_tenant_look_missing,
+    test_operator_of_another_tenant_is_unauthorized,
+)
+from tests.support.auth import (
     bearer,
     bearer_from_identity,
     http_client,
@@ -31,7 +39,7 @@ from tests.auth_support import (
     seed_token,
     seeded_owners,
 )
-from tests.route_catalog import (
+from tests.support.route_catalog import (
     ROUTE_IDS,
     ROUTES,
     Call,
@@ -41,14 +49,6 @@ from tests.route_catalog import (
     outcome,
     send,
     snapshot_all,
-)
-
-# Collected again here, so they run against this module's `client` (token mode).
-from tests.test_role_matrix import test_role_matrix, test_subscription_rules
-from tests.test_tenant_isolation import (
-    test_idempotency_key_never_replays_across_tenants,
-    test_ids_of_another_tenant_look_missing,
-    test_operator_of_another_tenant_is_unauthorized,
 )
 
 __all__ = [

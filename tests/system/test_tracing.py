@@ -27,7 +27,7 @@ from inbox_allocation.logging import get_logger
 from inbox_allocation.observability import tracing
 from inbox_allocation.observability.tracing import parse_traceparent
 from inbox_allocation.processes import free_port
-from tests.auth_support import http_client, running_app
+from tests.support.auth import http_client, running_app
 from tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.no_db

@@ -26,8 +26,8 @@ from inbox_allocation.db.seed_ids import (
     TECHSTART,
 )
 from inbox_allocation.services.queue_aging import QueueAging
-from tests.priority_reference import allocation_order_key
 from tests.support.http import headers
+from tests.support.priority_reference import allocation_order_key
 
 
 async def insert(

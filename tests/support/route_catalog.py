@@ -1,5 +1,5 @@
-"""One entry per /api/v1 route: the shared table of tests/test_tenant_isolation.py and
-tests/test_role_matrix.py.
+"""One entry per /api/v1 route: the shared table of tests/api/test_tenant_isolation.py and
+tests/api/test_role_matrix.py.
 
 Adding a route to the app makes both files' coverage checks fail until the route gets an
 entry here (`ROUTES`): a valid Acme request, the roles it refuses (docs/decisions.md#roles,
@@ -39,7 +39,7 @@ from inbox_allocation.db.seed_ids import (
     conversation,
     label,
 )
-from tests.auth_support import seed_token_id
+from tests.support.auth import seed_token_id
 from tests.support.http import headers
 
 API_PREFIX = "/api/v1"

@@ -19,7 +19,7 @@ from inbox_allocation.api.schemas.subscriptions import SubscriptionList
 from inbox_allocation.db.seed_ids import ACME, HOT_LEAD, TECHSTART, inbox
 from inbox_allocation.db.seed_ids import conversation as conv
 from inbox_allocation.db.seed_ids import operator as op
-from tests.helpers import lock_waiters
+from tests.support.helpers import lock_waiters
 from tests.support.http import error_code
 
 BASE = "/api/v1/operators"

@@ -35,8 +35,11 @@ from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, ACME_OP4, ACME_OP5, T
 from inbox_allocation.domain.errors import Unauthorized
 from inbox_allocation.processes import free_port
 from inbox_allocation.services.jwt_auth import JwtVerifier
-from tests.auth_support import b64url, bearer, http_client, jwt_segments, running_app
-from tests.route_catalog import (
+
+# Collected again here: role rules with JWTs instead of identity headers.
+from tests.api.test_role_matrix import test_role_matrix
+from tests.support.auth import b64url, bearer, http_client, jwt_segments, running_app
+from tests.support.route_catalog import (
     ROUTE_IDS,
     ROUTES,
     Route,
@@ -46,9 +49,6 @@ from tests.route_catalog import (
     send,
     snapshot_all,
 )
-
-# Collected again here: role rules with JWTs instead of identity headers.
-from tests.test_role_matrix import test_role_matrix
 
 __all__ = ["test_role_matrix"]
 

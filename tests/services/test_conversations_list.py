@@ -20,8 +20,8 @@ from inbox_allocation.db.seed_ids import INBOX_SUPPORT as INBOX_2
 from inbox_allocation.db.seed_ids import INBOX_TECH_GENERAL as INBOX_4
 from inbox_allocation.db.seed_ids import TECH_ADMIN as TECHSTART_ADMIN
 from inbox_allocation.db.seed_ids import conversation as conv
-from tests.priority_reference import allocation_order_key
 from tests.support.http import headers as as_caller
+from tests.support.priority_reference import allocation_order_key
 
 PATH = "/api/v1/conversations"
 

@@ -36,7 +36,7 @@ from inbox_allocation.db.seed_ids import (
     conversation,
 )
 from inbox_allocation.processes import free_port, world_traversable_tempdir
-from tests.helpers import is_citus
+from tests.support.helpers import is_citus
 from tests.support.http import headers
 
 OUTAGE_SECONDS = 10.0

@@ -7,7 +7,7 @@
     403 or 409 that would reveal it exists, no TechStart id or name in the body, and no
     TechStart row changes.
 
-The routes and their requests come from tests/route_catalog.py; a route the app serves
+The routes and their requests come from tests/support/route_catalog.py; a route the app serves
 without an entry there fails `test_catalog_covers_every_api_route`.
 """
 
@@ -28,7 +28,7 @@ from inbox_allocation.db.seed_ids import (
     TECHSTART,
     conversation,
 )
-from tests.route_catalog import (
+from tests.support.route_catalog import (
     ROUTE_IDS,
     ROUTES,
     TS_QUEUED,
@@ -62,7 +62,7 @@ def _is_uuid(text: str) -> bool:
 @pytest.mark.no_db
 async def test_catalog_covers_every_api_route(app: FastAPI) -> None:
     keys = catalog_keys()
-    assert len(keys) == len(set(keys)), "a route is listed twice in tests/route_catalog.py"
+    assert len(keys) == len(set(keys)), "a route is listed twice in tests/support/route_catalog.py"
     served = served_api_routes(app)
     missing = sorted(served - set(keys))
     stale = sorted(set(keys) - served)

@@ -29,8 +29,8 @@ from inbox_allocation.app import create_app
 from inbox_allocation.config import Settings
 from inbox_allocation.db.pool import Database, create_pool
 from inbox_allocation.db.seed_ids import ACME_OP4, conversation
-from tests.pg_proxy import PgProxy
 from tests.support.http import headers
+from tests.support.pg_proxy import PgProxy
 
 CONVERSATION_5 = uuid.UUID(conversation(5))  # ALLOCATED to operator 04
 LOCK_STATUS = "SELECT 1 FROM operator_status WHERE operator_id = $1 FOR UPDATE"

@@ -27,8 +27,8 @@ from inbox_allocation.db.pool import Database
 from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, ACME_OP4, INBOX_SALES
 from inbox_allocation.services.priority_keys import PriorityKeys
 from inbox_allocation.sql import tenants as tenants_sql
-from tests.priority_reference import priority
 from tests.support.http import headers
+from tests.support.priority_reference import priority
 
 TENANT = uuid.UUID(ACME)
 WEIGHTS = "/api/v1/tenant/weights"

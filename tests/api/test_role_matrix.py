@@ -11,7 +11,7 @@ and MANAGER get 403 FORBIDDEN. Service-level rules: deallocate/reassign/move_inb
   X-Operator-ID → 400 OPERATOR_REQUIRED, malformed either → 400 BAD_REQUEST, unknown
   operator or tenant → 401 UNAUTHORIZED, on every route, writing nothing.
 
-The routes and their requests come from tests/route_catalog.py.
+The routes and their requests come from tests/support/route_catalog.py.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from inbox_allocation.db.seed_ids import (
     conversation,
     label,
 )
-from tests.route_catalog import (
+from tests.support.route_catalog import (
     ACME_CALLER,
     ROLES,
     ROUTE_IDS,

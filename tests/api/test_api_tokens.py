@@ -36,10 +36,10 @@ from inbox_allocation.db.seed_ids import (
     TECH_OP14,
     TECHSTART,
 )
-from tests.auth_support import bearer, http_client, running_app, seed_token, seed_token_id
-from tests.route_catalog import error_code, outcome
+from tests.support.auth import bearer, http_client, running_app, seed_token, seed_token_id
 from tests.support.http import headers
-from tests.test_cli_tenant import cli
+from tests.support.route_catalog import error_code, outcome
+from tests.system.test_cli_tenant import cli
 
 TOKEN_FORMAT = re.compile(r"iat_[A-Za-z0-9_-]{43}")
 

@@ -7,7 +7,7 @@ with `citus.multi_task_query_log_level = error`, a statement that would fan out 
 shards fails with "multi-task query about to be executed" instead of running.
 
 These tests run a second copy of the app whose connections carry that setting, send every
-API route's valid request (tests/route_catalog.py, once per role it serves) and run each
+API route's valid request (tests/support/route_catalog.py, once per role it serves) and run each
 background worker once. A statement that stops routing to one shard turns its request into
 a 500 and fails here. (Citus does not flag a multi-row INSERT whose rows land on different
 shards; the service never inserts rows of two tenants in one statement.)
@@ -31,7 +31,8 @@ from inbox_allocation.db.seed_ids import ACME_OP4
 from inbox_allocation.services.grace import GraceSweeper
 from inbox_allocation.services.idempotency import IdempotencyStore
 from inbox_allocation.services.queue_aging import QueueAging
-from tests.route_catalog import (
+from tests.support.http import headers
+from tests.support.route_catalog import (
     ACME_CALLER,
     MUTATING_METHODS,
     ROLES,
@@ -41,7 +42,6 @@ from tests.route_catalog import (
     outcome,
     send,
 )
-from tests.support.http import headers
 
 pytestmark = pytest.mark.citus_only(reason="routing to one shard is a property of Citus")
 

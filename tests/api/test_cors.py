@@ -12,7 +12,7 @@ import pytest
 
 from inbox_allocation.config import ConfigError, Settings, load_settings
 from inbox_allocation.db.seed_ids import ACME_OP4
-from tests.auth_support import http_client, running_app
+from tests.support.auth import http_client, running_app
 from tests.support.http import headers
 
 CONSOLE = "https://console.example"

@@ -27,8 +27,8 @@ from inbox_allocation.app import create_app
 from inbox_allocation.config import Settings
 from inbox_allocation.db.seed_ids import ACME_MANAGER, ACME_OP4, INBOX_SALES, conversation
 from inbox_allocation.services import idempotency as service
-from tests.pg_proxy import PgProxy
 from tests.support.http import headers
+from tests.support.pg_proxy import PgProxy
 
 ONE_MIB = 1024 * 1024
 

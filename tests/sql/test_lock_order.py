@@ -1,6 +1,6 @@
 """The lock order (src/inbox_allocation/sql/locking.py) under the interleavings that used to
 deadlock or break an invariant, each built with real connections running the services' own
-code (tests/interleave.py): no deadlock, no database error, and the rows stay consistent.
+code (tests/support/interleave.py): no deadlock, no database error, and the rows stay consistent.
 
 Each test names the review finding it reproduces. A third session (the holder) holds one
 lock so that the service calls line up in the order of the finding; everything else is
@@ -33,7 +33,7 @@ from inbox_allocation.services.labels import LabelService
 from inbox_allocation.services.lifecycle import LifecycleService
 from inbox_allocation.services.operators import OperatorService
 from inbox_allocation.services.subscriptions import SubscriptionService
-from tests.interleave import Actor, actors, holder
+from tests.support.interleave import Actor, actors, holder
 
 TENANT = UUID(ACME)
 OP4 = UUID(ACME_OP4)  # AVAILABLE, subscribed to Sales only, holds conversation 5

@@ -1,7 +1,7 @@
 """GET /api/v1/events: the JSON page, long poll, filters, visibility, SSE and retention.
 
 Events are inserted straight into the outbox here (the statements that write them with their
-changes are tested in tests/test_event_writes.py).
+changes are tested in tests/sql/test_event_writes.py).
 """
 
 from __future__ import annotations
