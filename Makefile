@@ -103,7 +103,7 @@ format: $(DEV_STAMP) ## Apply ruff's fixes and formatting
 	@$(BIN)/ruff format .
 
 openapi: $(DEV_STAMP) ## Regenerate openapi.yaml from the application
-	@$(BIN)/python -m inbox_allocation.api.openapi > openapi.yaml
+	@$(CLI) openapi > openapi.yaml
 	@echo "openapi.yaml updated"
 
 console-check: $(DEV_STAMP) ## /console in headless Chromium: an ingested conversation shows within 2 s; screenshot: build/console.png

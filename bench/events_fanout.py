@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import free_port, wait_ready, world_traversable_tempdir
+from inbox_allocation.processes import free_port, wait_ready, world_traversable_tempdir
 from tools.docs_check import start_service, stop_service
 
 TENANT = "10000000-0000-0000-0000-000000000001"

@@ -10,7 +10,6 @@ the pgbench ceiling).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import os
 import re
@@ -25,15 +24,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from inbox_allocation.db.launcher import (
-    EmbeddedPostgres,
-    LauncherConfig,
-    free_port,
-    world_traversable_tempdir,
-)
+from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherConfig
+from inbox_allocation.processes import free_port, parent_death_signal, world_traversable_tempdir
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-PR_SET_PDEATHSIG = 1
 # The tools of the optional `bench` extra, installed on demand when missing: pinned as in
 # pyproject.toml's `bench` extra when it has one, else as here.
 PYTHON_TOOLS = {"matplotlib": "matplotlib==3.11.2", "py-spy": "py-spy==0.4.3"}
@@ -249,14 +243,8 @@ class Service:
             LOG_LEVEL="warning",
         )
         env.update(self.extra_env)  # a variant's settings (e.g. AUTH_MODE=token)
-        parent = os.getpid()
-
-        def die_with_parent() -> None:
-            # Even a SIGKILLed harness leaves no service behind: SIGTERM when we die.
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-            if os.getppid() != parent:
-                os._exit(1)
+        # Even a SIGKILLed harness leaves no service behind: SIGTERM when we die.
+        die_with_parent = parent_death_signal()
 
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(

@@ -26,7 +26,8 @@ import asyncpg
 
 from bench.infra import log, make_workdir
 from inbox_allocation.db import migrations
-from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherConfig, free_port
+from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherConfig
+from inbox_allocation.processes import free_port
 from inbox_allocation.sql.allocation import ALLOCATE_NEXT
 
 TENANT = uuid.UUID("c0000000-0000-4000-8000-000000000001")

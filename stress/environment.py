@@ -10,7 +10,6 @@ survives (and says so).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -27,12 +26,10 @@ from inbox_allocation.db.citus_cluster import CitusCluster
 from inbox_allocation.db.launcher import (
     EmbeddedPostgres,
     LauncherConfig,
-    free_port,
-    world_traversable_tempdir,
 )
+from inbox_allocation.processes import free_port, parent_death_signal, world_traversable_tempdir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PR_SET_PDEATHSIG = 1
 
 
 ENGINES = ("postgres", "citus")
@@ -136,11 +133,6 @@ def process_group(pgrp: int) -> list[ProcInfo]:
     return sorted(found, key=lambda p: p.pid)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 @dataclass
 class StopResult:
     exit_code: int | None
@@ -206,7 +198,7 @@ class Service:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: stop() can reach every worker
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks
+                preexec_fn=parent_death_signal(),  # noqa: PLW1509 - only prctl, no locks
             )
         deadline = time.monotonic() + timeout
         ready = 0

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from inbox_allocation.db.launcher import world_traversable_tempdir
+from inbox_allocation.processes import world_traversable_tempdir
 from stress import provision
 from stress.environment import Service, start_database
 from stress.model import OperatorSpec, TenantSpec, World

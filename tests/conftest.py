@@ -33,8 +33,8 @@ from inbox_allocation.db import migrations
 from inbox_allocation.db.citus_cluster import CitusCluster
 from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherConfig
 from inbox_allocation.db.seed import seed_demo_data
-from tests.auth_support import insert_seed_tokens
-from tests.helpers import free_port, world_traversable_tempdir
+from inbox_allocation.processes import free_port, world_traversable_tempdir
+from tests.support.auth import insert_seed_tokens
 
 # Children before parents (the order the Citus reseed deletes in).
 TABLES = (

@@ -33,7 +33,8 @@ from typing import Any
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
-from tests.helpers import free_port, wait_ready, world_traversable_tempdir
+from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN, INBOX_SALES
+from inbox_allocation.processes import free_port, wait_ready, world_traversable_tempdir
 from tools.docs_check import (
     CHROMIUM,
     CHROMIUM_FLAGS,
@@ -43,9 +44,7 @@ from tools.docs_check import (
     stop_service,
 )
 
-TENANT = "10000000-0000-0000-0000-000000000001"
-ADMIN = "30000000-0000-0000-0000-000000000001"
-INBOX = "20000000-0000-0000-0000-000000000001"
+TENANT, ADMIN, INBOX = ACME, ACME_ADMIN, INBOX_SALES
 LIMIT_SECONDS = 2.0
 
 

@@ -33,8 +33,12 @@ from typing import Any
 import httpx
 import yaml
 
-from inbox_allocation.db.launcher import free_port, world_traversable_tempdir
-from tests.helpers import wait_ready
+from inbox_allocation.processes import (
+    free_port,
+    parent_death_signal,
+    wait_ready,
+    world_traversable_tempdir,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -159,6 +163,7 @@ def start_service(
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
+            preexec_fn=parent_death_signal(),  # noqa: PLW1509 - only prctl
         )
 
 

@@ -30,7 +30,9 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
+from inbox_allocation.api.openapi import openapi_document, render_yaml
 from inbox_allocation.api.responses import dumps
+from inbox_allocation.app import create_app
 from inbox_allocation.config import ConfigError, Settings, load_settings
 from inbox_allocation.db import migrations
 from inbox_allocation.db.embedded import (
@@ -42,6 +44,14 @@ from inbox_allocation.db.embedded import (
 from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherError
 from inbox_allocation.db.pool import Database
 from inbox_allocation.db.seed import seed_database
+from inbox_allocation.db.seed_ids import (
+    ACME,
+    ACME_ADMIN,
+    ACME_MANAGER,
+    ACME_OP4,
+    TECH_ADMIN,
+    TECHSTART,
+)
 from inbox_allocation.domain.errors import NotFound
 from inbox_allocation.logging import configure_logging, get_logger
 from inbox_allocation.observability import metrics
@@ -97,26 +107,18 @@ def where_to_go(settings: Settings, *, demo: bool) -> str:
     lines = [
         f"serving on {base}",
         f"  interactive API documentation: {base}/docs",
+        f"  live console (supervisors):    {base}/console",
         f"  health and version:            {base}/health  {base}/version",
     ]
     if demo:
         lines += [
             "  demo identities (send them as X-Tenant-ID and X-Operator-ID):",
-            f"    Acme Corp     {SEED_ACME}  ADMIN {SEED_ACME_ADMIN}",
-            f"                  MANAGER {SEED_ACME_MANAGER}  OPERATOR {SEED_ACME_OPERATOR}",
-            f"    TechStart Inc {SEED_TECHSTART}  ADMIN {SEED_TECHSTART_ADMIN}",
+            f"    Acme Corp     {ACME}  ADMIN {ACME_ADMIN}",
+            f"                  MANAGER {ACME_MANAGER}  OPERATOR {ACME_OP4}",
+            f"    TechStart Inc {TECHSTART}  ADMIN {TECH_ADMIN}",
             "  README.md, 'Using the API', has curl examples for these.",
         ]
     return "\n".join(lines)
-
-
-# Demo identities of sql/seed.sql, shown by `serve` (where_to_go).
-SEED_ACME = "10000000-0000-0000-0000-000000000001"
-SEED_ACME_ADMIN = "30000000-0000-0000-0000-000000000001"
-SEED_ACME_MANAGER = "30000000-0000-0000-0000-000000000002"
-SEED_ACME_OPERATOR = "30000000-0000-0000-0000-000000000004"
-SEED_TECHSTART = "10000000-0000-0000-0000-000000000002"
-SEED_TECHSTART_ADMIN = "30000000-0000-0000-0000-000000000011"
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -213,6 +215,16 @@ def _db_stop(pid_file: os.PathLike[str]) -> int:
     while time.monotonic() < deadline and _running_pid(pid_file) == pid:
         time.sleep(0.1)
     print("embedded PostgreSQL stopped")
+    return 0
+
+
+def cmd_openapi(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the OpenAPI document (openapi.yaml) generated from the application."""
+    # Generated from default settings, not the environment's: the document describes the
+    # service, not one deployment. No database is needed.
+    del settings, args
+    app = create_app(Settings(database_url="postgresql://generation-only/none"))
+    sys.stdout.write(render_yaml(openapi_document(app)))
     return 0
 
 
@@ -330,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["run", "start", "stop"],
                     help="run: foreground; start/stop: in the background")  # fmt: skip
     db.set_defaults(handler=cmd_db)
+
+    openapi = sub.add_parser("openapi", help="print the OpenAPI document (openapi.yaml)")
+    openapi.set_defaults(handler=cmd_openapi)
 
     tenant = sub.add_parser("tenant", help="provision tenants (onboard a customer)")
     tenant_sub = tenant.add_subparsers(dest="action", required=True)

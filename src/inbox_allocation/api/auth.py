@@ -20,7 +20,7 @@ from uuid import UUID
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from inbox_allocation.api.responses import error_response
+from inbox_allocation.api.responses import render_api_error
 from inbox_allocation.db.pool import Database
 from inbox_allocation.domain.errors import Unauthorized
 from inbox_allocation.domain.ids import parse_uuid
@@ -28,12 +28,7 @@ from inbox_allocation.services.jwt_auth import JwtVerifier
 from inbox_allocation.services.tokens import TokenAuthenticator
 
 AuthMode = Literal["token", "jwt"]
-CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _IDENTITY_HEADERS = (b"x-tenant-id", b"x-operator-id")
-
-
-def unauthorized(message: str) -> ASGIApp:
-    return error_response(401, "UNAUTHORIZED", message, headers=CHALLENGE)
 
 
 def _bearer(scope: Scope) -> str:
@@ -74,7 +69,7 @@ class AuthenticationMiddleware:
         try:
             tenant_id, operator_id = await self._identify(scope)
         except Unauthorized as error:
-            await unauthorized(error.message)(scope, receive, send)
+            await render_api_error(error, challenge=True)(scope, receive, send)
             return
         headers = [(k, v) for k, v in scope["headers"] if k not in _IDENTITY_HEADERS]
         headers += [

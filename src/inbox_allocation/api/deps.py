@@ -14,8 +14,10 @@ Check order (docs/decisions.md#check-order): malformed X-Tenant-ID, then malform
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from datetime import timedelta
+from typing import Annotated, TypeVar
 from uuid import UUID
 
 import structlog
@@ -36,6 +38,8 @@ from inbox_allocation.domain.errors import (
 from inbox_allocation.domain.ids import parse_uuid
 from inbox_allocation.sql import identity as sql
 
+S = TypeVar("S")
+
 
 def db_of(request: Request) -> Database:
     db: Database = request.app.state.db
@@ -51,6 +55,24 @@ def clock_of(request: Request) -> Clock:
     """The clock live priorities are evaluated with (tests set `app.state.clock`)."""
     clock: Clock = getattr(request.app.state, "clock", utc_now)
     return clock
+
+
+def grace_period_of(request: Request) -> timedelta:
+    return settings_of(request).grace_period_duration
+
+
+def provider(
+    service: Callable[..., S], **resources: Callable[[Request], object]
+) -> Callable[[Request], Awaitable[S]]:
+    """The route dependency that builds `service` for a request: the database, then each
+    keyword read from the request by its reader, e.g.
+    `Depends(provider(AllocationService, clock=clock_of))`. Services are cheap, stateless
+    wrappers around the pool: one per request, nothing cached between requests."""
+
+    async def provide(request: Request) -> S:
+        return service(db_of(request), **{name: read(request) for name, read in resources.items()})
+
+    return provide
 
 
 @dataclass(frozen=True, slots=True)

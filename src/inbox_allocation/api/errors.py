@@ -1,14 +1,18 @@
-"""Exception handlers: every failure leaves as the contract's JSON error envelope.
+"""One error path: every exception a request raises becomes the catalogue's error
+(`domain.errors`), which `api.responses.render_api_error` renders as the error envelope.
 
-- `ApiError` (the one hierarchy in `domain.errors`) → its status and code.
-- Routing 404/405 and oversized bodies → `NOT_FOUND` / `METHOD_NOT_ALLOWED` /
+- `ApiError` → itself.
+- Routing 404/405 and oversized bodies → `NOT_FOUND` / `METHOD_NOT_ALLOWED` (with `Allow`) /
   `PAYLOAD_TOO_LARGE` (the Go service answered plain text).
 - Request validation → 400 `BAD_REQUEST` (unparseable JSON, wrong JSON type, no body) or
   400 `VALIDATION_ERROR` with one `details` entry per failed rule
-  (docs/decisions.md#validation-errors).
+  (docs/decisions.md#validation-errors), after the identity and role checks.
 - A lost or unreachable database, and conditions of the moment (too many connections, a
   read-only server after a failover, a lock wait past `lock_timeout`, a deadlock that failed
   again after its retry) → 503 `DB_UNAVAILABLE` with `Retry-After: 1`, never a 500 or a hang.
+- PostgreSQL data exceptions → 400 `BAD_REQUEST`; integrity violations no service answered
+  → 409 `CONFLICT`.
+- Anything else is a bug: 500 `INTERNAL_ERROR`.
 """
 
 from __future__ import annotations
@@ -26,17 +30,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from inbox_allocation.api import deps
-from inbox_allocation.api.responses import error_response
+from inbox_allocation.api.responses import render_api_error
 from inbox_allocation.api.schemas.envelope import ErrorEnvelope
 from inbox_allocation.db.pool import UNAVAILABLE_ERRORS
 from inbox_allocation.domain.errors import (
     ApiError,
     BadRequest,
+    ConcurrentChange,
     DatabaseUnavailable,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     RequestTimeout,
+    UnstorableValue,
     ValidationFailed,
 )
 from inbox_allocation.domain.ids import parse_uuid
@@ -73,37 +79,6 @@ def validation_error_to_api_error(errors: list[dict[str, Any]]) -> ApiError:
         if loc and loc[0] == "body" and (kind in _SHAPE_ERRORS or literal_of_wrong_type):
             return BadRequest(f"invalid request body: {_describe(error)}")
     return ValidationFailed(details=[_describe(error) for error in errors])
-
-
-# Every 503 tells the client when to try again.
-RETRY_AFTER = {"Retry-After": "1"}
-
-
-def _challenge(request: Request, status: int) -> dict[str, str] | None:
-    """With bearer credentials (AUTH_MODE token or jwt) every 401 names the scheme."""
-    if status == 401 and request.app.state.settings.auth_mode != "headers":
-        return {"WWW-Authenticate": "Bearer"}
-    return None
-
-
-def render_api_error(exc: ApiError, headers: dict[str, str] | None = None) -> Response:
-    if exc.status == 503:
-        headers = RETRY_AFTER
-    return error_response(exc.status, exc.code, exc.message, exc.details, headers=headers)
-
-
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return render_api_error(exc, _challenge(request, exc.status))
-
-
-async def _request_validation(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    api_error = await identity_error(request) or validation_error_to_api_error(list(exc.errors()))
-    return error_response(
-        api_error.status, api_error.code, api_error.message, api_error.details,
-        headers=_challenge(request, api_error.status),
-    )  # fmt: skip
 
 
 def _guards(dependant: Dependant) -> set[Callable[..., object]]:
@@ -159,23 +134,17 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
-async def _http_exception(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    headers = dict(exc.headers or {})
-    error: ApiError
+def _http_error(request: Request | None, exc: StarletteHTTPException) -> ApiError:
     if exc.status_code == 404:
-        error = NotFound("no route matches this path")
-    elif exc.status_code == 405:
-        error = MethodNotAllowed()
-        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
-    elif exc.status_code == 413:
-        error = PayloadTooLarge()
-    elif exc.status_code == 408:
-        error = RequestTimeout()
-    else:
-        error = ApiError(str(exc.detail))
-        error.status, error.code = exc.status_code, "BAD_REQUEST"
-    return error_response(error.status, error.code, error.message, headers=headers)
+        return NotFound("no route matches this path")
+    if exc.status_code == 405:
+        allow = (request and _allowed_methods(request)) or (exc.headers or {}).get("Allow", "")
+        return MethodNotAllowed(headers={"Allow": allow})
+    if exc.status_code == 413:
+        return PayloadTooLarge()
+    if exc.status_code == 408:
+        return RequestTimeout()
+    return BadRequest(str(exc.detail))
 
 
 class _OutageLog:
@@ -201,33 +170,38 @@ class _OutageLog:
 _outage_log = _OutageLog()
 
 
-async def _database_unavailable(request: Request, exc: Exception) -> Response:
-    _outage_log.warn(exc)
-    return render_api_error(DatabaseUnavailable())
+def as_api_error(exc: Exception, request: Request | None = None) -> ApiError:
+    """The catalogue's error for any exception (`request` names a 405's methods)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, StarletteHTTPException):
+        return _http_error(request, exc)
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        _outage_log.warn(exc)
+        return DatabaseUnavailable()
+    if isinstance(exc, asyncpg.DataError):
+        log.info("data exception from PostgreSQL", error=f"{type(exc).__name__}: {exc}")
+        return UnstorableValue()
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        log.warning("integrity violation", error=f"{type(exc).__name__}: {exc}")
+        return ConcurrentChange()
+    return ApiError()
 
 
-async def _data_exception(_: Request, exc: Exception) -> Response:
-    # SQLSTATE class 22 (e.g. a NUL byte in text, a value out of range): bad input that
-    # slipped past validation; the client's fault, never a 500.
-    log.info("data exception from PostgreSQL", error=f"{type(exc).__name__}: {exc}")
-    return error_response(400, "BAD_REQUEST", "a value in the request cannot be stored")
-
-
-async def _integrity_violation(_: Request, exc: Exception) -> Response:
-    # SQLSTATE class 23 that no service turned into a specific answer: a concurrent change
-    # (e.g. a row deleted meanwhile) — a conflict, not a server error.
-    log.warning("integrity violation", error=f"{type(exc).__name__}: {exc}")
-    return error_response(409, "CONFLICT", "the request conflicts with a concurrent change")
+async def _handle(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, RequestValidationError):
+        error = await identity_error(request) or validation_error_to_api_error(list(exc.errors()))
+    else:
+        error = as_api_error(exc, request)
+    bearer = request.app.state.settings.auth_mode != "headers"
+    return render_api_error(error, challenge=bearer)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(RequestValidationError, _request_validation)
-    app.add_exception_handler(StarletteHTTPException, _http_exception)
-    app.add_exception_handler(asyncpg.DataError, _data_exception)
-    app.add_exception_handler(asyncpg.IntegrityConstraintViolationError, _integrity_violation)
-    for exc_type in UNAVAILABLE_ERRORS:
-        app.add_exception_handler(exc_type, _database_unavailable)
+    handled = (ApiError, RequestValidationError, StarletteHTTPException, asyncpg.DataError,
+               asyncpg.IntegrityConstraintViolationError, *UNAVAILABLE_ERRORS)  # fmt: skip
+    for exc_type in handled:
+        app.add_exception_handler(exc_type, _handle)
 
 
 # Documented on every /api/v1 route: the envelope all errors share.

@@ -16,14 +16,14 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inbox_allocation.api.errors import render_api_error
-from inbox_allocation.api.responses import JSON_MEDIA_TYPE, dumps, error_body, error_response
+from inbox_allocation.api.responses import JSON_MEDIA_TYPE, dumps, error_body, render_api_error
 from inbox_allocation.db.pool import RESERVATION, UNAVAILABLE_ERRORS
 from inbox_allocation.domain.errors import (
     ApiError,
     DatabaseUnavailable,
     PayloadTooLarge,
     RequestTimeout,
+    ValidationFailed,
 )
 from inbox_allocation.domain.ids import parse_uuid
 from inbox_allocation.logging import get_logger
@@ -110,7 +110,7 @@ def _key_and_identity(scope: Scope) -> Response | tuple[str, UUID, UUID] | None:
     if any(len(set(values)) > 1 for values in sent) or not all(
         KEY_PATTERN.fullmatch(value) for values in sent for value in values
     ):
-        return error_response(400, "VALIDATION_ERROR", "validation failed", [KEY_RULE])
+        return render_api_error(ValidationFailed(details=[KEY_RULE]))
     tenants = _values(scope, (b"x-tenant-id",))
     operators = _values(scope, (b"x-operator-id",))
     if len(tenants) != 1 or len(operators) != 1:

@@ -19,8 +19,10 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uuid_utils import uuid7
 
-from inbox_allocation.api.responses import error_response
-from inbox_allocation.db.pool import TENANT, UNAVAILABLE_ERRORS
+from inbox_allocation.api.errors import as_api_error
+from inbox_allocation.api.responses import render_api_error
+from inbox_allocation.db.pool import TENANT
+from inbox_allocation.domain.errors import ApiError, PayloadTooLarge
 from inbox_allocation.logging import get_logger
 from inbox_allocation.observability.metrics import RequestMetrics
 from inbox_allocation.observability.tracing import TRACEPARENT_HEADER, start_request_trace
@@ -86,22 +88,15 @@ class RequestContextMiddleware:
         )
         try:
             await self.app(scope, receive, send_with_id)
-        except UNAVAILABLE_ERRORS as exc:
-            # A database failure outside the routes' handlers (e.g. in a middleware).
-            log.warning("database unavailable", error=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            # Raised outside the routes' handlers (e.g. a database failure in a middleware):
+            # the same conversion and rendering as theirs.
+            error = as_api_error(exc)
+            if type(error) is ApiError:  # not in the catalogue: a bug
+                log.exception("unhandled error", method=scope["method"], path=scope["path"])
             if response_started:
                 raise
-            response = error_response(
-                503, "DB_UNAVAILABLE", "database unavailable, retry later",
-                headers={"Retry-After": "1"},
-            )  # fmt: skip
-            await response(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unhandled error", method=scope["method"], path=scope["path"])
-            if response_started:
-                raise
-            response = error_response(500, "INTERNAL_ERROR", "internal server error")
-            await response(scope, receive, send_with_id)
+            await render_api_error(error)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             access_log.info(
@@ -236,8 +231,7 @@ class BodySizeLimitMiddleware:
             return
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = error_response(413, "PAYLOAD_TOO_LARGE", "request body exceeds 1 MiB")
-            await response(scope, receive, send)
+            await render_api_error(PayloadTooLarge())(scope, receive, send)
             return
         received = 0
         deadline: float | None = None

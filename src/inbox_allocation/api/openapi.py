@@ -6,17 +6,15 @@ the app disagree, and `GET /api/openapi.yaml` serves the same text.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import yaml
 from fastapi import FastAPI
 
 from inbox_allocation.api.idempotency import KEY_SCHEMA_PATTERN, MAX_KEY_LENGTH
+from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN
 
 MUTATING = ("post", "put", "delete")
-SEED_TENANT = "10000000-0000-0000-0000-000000000001"
-SEED_ADMIN = "30000000-0000-0000-0000-000000000001"
 
 _IDEMPOTENCY_DESCRIPTION = (
     "Makes a retry safe: the first request with a key runs; retries with the same key (same "
@@ -56,10 +54,10 @@ def _document_middleware_headers(document: dict[str, Any]) -> None:
     }
     document["components"]["securitySchemes"] = {
         "TenantHeader": {"type": "apiKey", "in": "header", "name": "X-Tenant-ID",
-                         "description": f"AUTH_MODE=headers: tenant UUID (demo: {SEED_TENANT})"},
+                         "description": f"AUTH_MODE=headers: tenant UUID (demo: {ACME})"},
         "OperatorHeader": {"type": "apiKey", "in": "header", "name": "X-Operator-ID",
                            "description": "AUTH_MODE=headers: operator UUID (demo ADMIN: "
-                           f"{SEED_ADMIN})"},
+                           f"{ACME_ADMIN})"},
         "BearerAuth": {"type": "http", "scheme": "bearer",
                        "description": "AUTH_MODE=token: an API token (iat_…); AUTH_MODE=jwt: "
                        "a JWT from the identity provider"},
@@ -217,20 +215,3 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
 
 def render_yaml(document: dict[str, Any]) -> str:
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
-
-
-@cache
-def _app_for_generation() -> FastAPI:
-    from inbox_allocation.app import create_app  # noqa: PLC0415 - app imports this module
-    from inbox_allocation.config import Settings  # noqa: PLC0415
-
-    # Generation needs no database or environment: default settings suffice.
-    return create_app(Settings(database_url="postgresql://generation-only/none"))
-
-
-def main() -> None:
-    print(render_yaml(openapi_document(_app_for_generation())), end="")
-
-
-if __name__ == "__main__":
-    main()

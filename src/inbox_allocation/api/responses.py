@@ -15,6 +15,8 @@ from uuid import UUID
 import orjson
 from starlette.responses import Response
 
+from inbox_allocation.domain.errors import ApiError
+
 JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 
 
@@ -75,11 +77,17 @@ def error_body(code: str, message: str, details: Sequence[str] = ()) -> dict[str
     return {"success": False, "error": error, "timestamp": now_timestamp()}
 
 
-def error_response(
-    status_code: int,
-    code: str,
-    message: str,
-    details: Sequence[str] = (),
-    headers: dict[str, str] | None = None,
-) -> Response:
-    return json_response(error_body(code, message, details), status_code, headers)
+# With bearer credentials (AUTH_MODE token or jwt) every 401 names the scheme.
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def render_api_error(error: ApiError, *, challenge: bool = False) -> Response:
+    """The one rendering of every failure: the error envelope, with the error's status and
+    headers; `challenge` adds the bearer challenge to a 401 (the server's auth mode, not the
+    error, decides it)."""
+    headers = dict(error.headers)
+    if challenge and error.status == 401:
+        headers.update(CHALLENGE)
+    return json_response(
+        error_body(error.code, error.message, error.details), error.status, headers
+    )

@@ -21,7 +21,8 @@ from pathlib import Path
 from types import TracebackType
 
 from inbox_allocation.db.citus_build import CitusInstall, ensure_citus
-from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherConfig, free_port
+from inbox_allocation.db.launcher import EmbeddedPostgres, LauncherConfig
+from inbox_allocation.processes import free_port
 
 log = logging.getLogger("inbox_allocation.db.citus_cluster")
 

@@ -21,7 +21,6 @@ as an unprivileged user, outside the project's virtualenv.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -30,7 +29,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import tempfile
@@ -39,9 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from inbox_allocation.processes import parent_death_signal
+
 log = logging.getLogger("inbox_allocation.db.launcher")
 
-PR_SET_PDEATHSIG = 1
 # Unix socket paths are limited to 107 bytes; ".s.PGSQL.NNNNN" takes 15 of them.
 MAX_SOCKET_DIR_LEN = 90
 # World-readable home for a copy of the wheel's binaries when, as root, the unprivileged
@@ -49,21 +48,6 @@ MAX_SOCKET_DIR_LEN = 90
 ROOT_BINARY_CACHE = Path("/var/cache/inbox-allocation")
 # Where the default data dir moves when, as root, the checkout is not reachable.
 ROOT_DATA_FALLBACK = Path("/var/lib/inbox-allocation")
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (for a throwaway server: tests, benchmarks, stress)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def world_traversable_tempdir(prefix: str) -> Path:
-    """A temp dir the unprivileged database user can enter (mkdtemp makes them 0700): the
-    place for a throwaway server's data dir when running as root."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o755)
-    return path
 
 
 class LauncherError(RuntimeError):
@@ -447,15 +431,8 @@ class EmbeddedPostgres:
         for name, value in settings.items():
             args += ["-c", f"{name}={value}"]
         log_path = self.data_dir / "postgres.log"
-        parent_pid = os.getpid()
-
-        def die_with_parent() -> None:
-            # Runs in the child between fork and exec, after the uid switch (a credential
-            # change clears the parent-death signal, so it must come after it).
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
-            if os.getppid() != parent_pid:  # the parent died before prctl took effect
-                os._exit(1)
+        # SIGINT (PostgreSQL's fast shutdown) when this process dies.
+        die_with_parent = parent_death_signal(signal.SIGINT)
 
         who = self._run_as
         with open(log_path, "ab") as log_file:

@@ -1,22 +1,33 @@
-"""The one hierarchy of expected failures: each class carries its HTTP status and code.
+"""The one catalogue of failures: each class carries its HTTP status, code and headers.
 
-Services raise these; `api.errors` renders them as the contract's error envelope. Anything
-else that escapes a request is a bug and becomes a 500 `INTERNAL_ERROR`.
+Services raise these; `api.errors.as_api_error` turns every other exception into one of them
+and `api.responses.render_api_error` renders them all as the error envelope. Anything else
+that escapes a request is a bug and becomes `ApiError` itself, a 500 `INTERNAL_ERROR`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 
 class ApiError(Exception):
     status: int = 500
     code: str = "INTERNAL_ERROR"
     message: str = "internal server error"
+    # Response headers every instance carries (e.g. Retry-After on a 503); an instance may
+    # add its own (the Allow of a 405, the challenge of a 401).
+    headers: Mapping[str, str] = MappingProxyType({})
 
-    def __init__(self, message: str | None = None, details: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        details: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.message = message or type(self).message
         self.details = list(details)
+        self.headers = {**type(self).headers, **(headers or {})}
         super().__init__(self.message)
 
 
@@ -27,6 +38,12 @@ class BadRequest(ApiError):
 
 class ValidationFailed(ApiError):
     status, code, message = 400, "VALIDATION_ERROR", "validation failed"
+
+
+class UnstorableValue(BadRequest):
+    # SQLSTATE class 22 (e.g. a NUL byte in text, a value out of range): bad input that
+    # slipped past validation; the client's fault, never a 500.
+    message = "a value in the request cannot be stored"
 
 
 class TenantRequired(ApiError):
@@ -46,7 +63,12 @@ class InvalidPath(ApiError):
 
 
 class OperatorNotAvailable(ApiError):
-    status, code, message = 400, "OPERATOR_NOT_AVAILABLE", "operator is not available"
+    # New operators start OFFLINE: the message says how to become available.
+    status, code = 400, "OPERATOR_NOT_AVAILABLE"
+    message = (
+        "operator is not available: set its status with PUT /api/v1/operator/status "
+        '{"status": "AVAILABLE"}'
+    )
 
 
 class NoSubscriptions(ApiError):
@@ -127,6 +149,12 @@ class Conflict(ApiError):
     status, code, message = 409, "CONFLICT", "conflict"
 
 
+class ConcurrentChange(Conflict):
+    # SQLSTATE class 23 that no service turned into a specific answer: a concurrent change
+    # (e.g. a row deleted meanwhile), not a server error.
+    message = "the request conflicts with a concurrent change"
+
+
 class ConversationAlreadyClaimed(ApiError):
     status, code = 409, "CONVERSATION_ALREADY_CLAIMED"
     message = "conversation is being claimed by someone else"
@@ -187,3 +215,4 @@ class IdempotencyKeyReused(ApiError):
 # 5xx
 class DatabaseUnavailable(ApiError):
     status, code, message = 503, "DB_UNAVAILABLE", "database unavailable, retry later"
+    headers = MappingProxyType({"Retry-After": "1"})  # every 503 says when to try again

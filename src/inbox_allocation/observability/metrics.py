@@ -60,8 +60,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
-from inbox_allocation.api.responses import error_response
+from inbox_allocation.api.responses import render_api_error
 from inbox_allocation.db.pool import Database
+from inbox_allocation.domain.errors import Unauthorized
 from inbox_allocation.logging import get_logger
 from inbox_allocation.sql import stats as sql
 
@@ -474,10 +475,8 @@ class MetricsEndpoint:
         if self.expected is not None and not hmac.compare_digest(
             request.headers.get("authorization", "").encode("latin-1"), self.expected
         ):
-            return error_response(
-                401, "UNAUTHORIZED", "a metrics bearer token is required",
-                headers={"WWW-Authenticate": "Bearer"},
-            )  # fmt: skip
+            error = Unauthorized("a metrics bearer token is required")
+            return render_api_error(error, challenge=True)
         db: Database | None = getattr(request.app.state, "db", None)
         if db is not None:
             await self.queue.refresh(db)

@@ -9,7 +9,7 @@ import asyncpg
 from uuid_utils.compat import uuid7
 
 from inbox_allocation.db.pool import Database
-from inbox_allocation.domain.errors import Conflict, NotFound
+from inbox_allocation.domain.errors import Conflict, InboxNotFound
 from inbox_allocation.services.pagination import fetch_page
 from inbox_allocation.sql import inboxes as sql
 from inbox_allocation.sql import locking
@@ -44,7 +44,7 @@ class InboxService:
     async def get(self, *, tenant_id: UUID, inbox_id: UUID) -> asyncpg.Record:
         row = await self.db.fetchrow(sql.GET_INBOX, tenant_id, inbox_id)
         if row is None:
-            raise NotFound("inbox not found")
+            raise InboxNotFound()
         return row
 
     async def create(
@@ -76,7 +76,7 @@ class InboxService:
                 raise
             raise Conflict("another inbox of the tenant has this phone number") from exc
         if row is None:
-            raise NotFound("inbox not found")
+            raise InboxNotFound()
         return row
 
     async def delete(self, *, tenant_id: UUID, inbox_id: UUID) -> None:
@@ -87,7 +87,7 @@ class InboxService:
         """
         async with self.db.transaction() as conn:
             if await conn.fetchval(sql.LOCK_INBOX_FOR_DELETE, tenant_id, inbox_id) is None:
-                raise NotFound("inbox not found")
+                raise InboxNotFound()
             operators = sorted(
                 r[0] for r in await conn.fetch(sql.INBOX_OPERATORS, tenant_id, inbox_id)
             )

@@ -188,13 +188,15 @@ class LifecycleService:
             leaves_operator = (
                 row["state"] == ConversationState.ALLOCATED and not target["assignee_subscribed"]
             )
+            # Detached first, so the moved row's labels (read by MOVE_TO_INBOX) are the ones
+            # it keeps.
+            await conn.execute(
+                sql.DETACH_FOREIGN_INBOX_LABELS, tenant_id, conversation_id, target_inbox_id
+            )
             moved = await conn.fetchrow(
                 sql.MOVE_TO_INBOX, tenant_id, conversation_id, target_inbox_id, leaves_operator,
                 row["inbox_id"], row["assigned_operator_id"],
             )  # fmt: skip
-            await conn.execute(
-                sql.DETACH_FOREIGN_INBOX_LABELS, tenant_id, conversation_id, target_inbox_id
-            )
             if leaves_operator:
                 # The allocation ended; if it stays with its (OFFLINE) operator the grace row
                 # stays too, so the sweeper can still release it.

@@ -20,7 +20,7 @@ highest key, so:
 - aged rows compare alpha·g of their own version.
 Nothing is unreachable (the young scan has no upper bound on the key). Once no row of an
 older version is left — at most one run after the last conversation of the tenant has been
-written — the order is exact again (tests/test_weights_versions.py; `make bench` measures
+written — the order is exact again (tests/services/test_weights_versions.py; `make bench` measures
 the transition at 1M queued).
 """
 

@@ -9,7 +9,7 @@ import asyncpg
 from uuid_utils.compat import uuid7
 
 from inbox_allocation.db.pool import Database
-from inbox_allocation.domain.errors import NotFound
+from inbox_allocation.domain.errors import InboxNotFound, NotFound
 from inbox_allocation.services.pagination import fetch_page
 from inbox_allocation.sql import locking
 from inbox_allocation.sql import subscriptions as sql
@@ -28,7 +28,7 @@ class SubscriptionService:
         """404 unless the inbox is the tenant's (docs/decisions.md#foreign-ids-are-missing-ids)."""
         async with self.db.connection() as conn:
             if not await conn.fetchval(sql.INBOX_EXISTS, tenant_id, inbox_id):
-                raise NotFound("inbox not found")
+                raise InboxNotFound()
             return await fetch_page(
                 conn,
                 sql.LIST_BY_INBOX,
@@ -67,7 +67,7 @@ class SubscriptionService:
         """
         async with self.db.transaction() as conn:
             if await conn.fetchval(sql.LOCK_INBOX, tenant_id, inbox_id) is None:
-                raise NotFound("inbox not found")
+                raise InboxNotFound()
             if await conn.fetchval(sql.LOCK_OPERATOR, tenant_id, operator_id) is None:
                 raise NotFound("operator not found")
             for _ in range(_SUBSCRIBE_ATTEMPTS):
@@ -90,7 +90,7 @@ class SubscriptionService:
         """
         async with self.db.transaction() as conn:
             if await conn.fetchval(sql.LOCK_INBOX, tenant_id, inbox_id) is None:
-                raise NotFound("inbox not found")
+                raise InboxNotFound()
             # Lock order (sql/locking.py): the operator's status row before its subscription
             # and conversations, so no allocation, claim or reassign of it is in flight.
             await conn.execute(locking.LOCK_STATUS_ROWS_EXCLUSIVE, tenant_id, [operator_id])

@@ -13,7 +13,9 @@ allocates — so concurrent requests of one operator can never overshoot.
 """
 
 from inbox_allocation.sql.conversations import (
+    CHANGED_WITH_LABELS,
     CONVERSATION_COLUMNS,
+    LABELS_JSON,
     conversation_columns,
     reported_priority,
 )
@@ -195,7 +197,7 @@ allocated AS (
         extra="'operator_id', changed.assigned_operator_id, 'via', 'allocate'",
     )
 }
-SELECT * FROM changed WHERE {events_written()}
+{CHANGED_WITH_LABELS}WHERE {events_written()}
 """
 
 # Why nothing was allocated (only run after ALLOCATE_NEXT returned no row).
@@ -236,7 +238,7 @@ WHERE c.tenant_id = $1 AND c.assigned_operator_id = $2 AND c.state = 'ALLOCATED'
 # allocation) raises lock_not_available → 409 CONVERSATION_ALREADY_CLAIMED.
 # $1 tenant_id, $2 conversation_id
 LOCK_CLAIM_TARGET = f"""
-SELECT {CONVERSATION_COLUMNS}
+SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
 FROM conversation_refs c
 JOIN tenants t ON t.id = $1
 WHERE c.tenant_id = $1 AND c.id = $2
@@ -259,7 +261,7 @@ WITH assigned AS (
         extra="'operator_id', changed.assigned_operator_id, 'via', 'claim'",
     )
 }
-SELECT * FROM changed WHERE {events_written()}
+{CHANGED_WITH_LABELS}WHERE {events_written()}
 """
 
 # The caller's subscription to the conversation's inbox. Read without a lock: the caller's

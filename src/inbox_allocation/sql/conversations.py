@@ -67,6 +67,15 @@ LABELS_JSON = """
     ), '[]') AS labels
 """
 
+# The end of a statement that changed conversations in a CTE `changed` (sql/events.py): the
+# rows with their labels, so every conversation response has them in the same round trip.
+# The labels are read in the statement's snapshot; none of the statements ending so changes
+# them.
+CHANGED_WITH_LABELS = f"""
+SELECT c.*, {LABELS_JSON}
+FROM changed c
+"""
+
 # Visibility of a caller with role OPERATOR: only conversations in the inboxes it is
 # subscribed to (no subscriptions → no rows). A fragment AND-ed into the WHERE of the list and
 # the search; `{n}` is the number of its one parameter, the caller's operator id.

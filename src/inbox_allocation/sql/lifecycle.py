@@ -11,7 +11,11 @@ distributed database refuses now() and enum casts in RETURNING). Every table is 
 the tenant ($1). Each transition writes its event in the same statement (sql/events.py).
 """
 
-from inbox_allocation.sql.conversations import CONVERSATION_COLUMNS
+from inbox_allocation.sql.conversations import (
+    CHANGED_WITH_LABELS,
+    CONVERSATION_COLUMNS,
+    LABELS_JSON,
+)
 from inbox_allocation.sql.events import (
     CONVERSATION_JSON,
     changed_conversations,
@@ -30,7 +34,7 @@ WHERE c.tenant_id = $1 AND c.id = $2
 
 # $1 tenant_id, $2 conversation_id
 LOCK_CONVERSATION = f"""
-SELECT {CONVERSATION_COLUMNS}
+SELECT {CONVERSATION_COLUMNS}, {LABELS_JSON}
 FROM conversation_refs c
 JOIN tenants t ON t.id = $1
 WHERE c.tenant_id = $1 AND c.id = $2
@@ -47,7 +51,7 @@ WITH updated AS (
 ),
 {changed_conversations("updated")},
 {conversation_event("event", "conversation.resolved")}
-SELECT * FROM changed WHERE {events_written()}
+{CHANGED_WITH_LABELS}WHERE {events_written()}
 """
 
 # $1 tenant_id, $2 conversation_id, $3 the operator it leaves (for its event)
@@ -64,7 +68,7 @@ WITH updated AS (
         "event", "conversation.queued", extra="'reason', 'deallocated'", operator="$3::uuid"
     )
 }
-SELECT * FROM changed WHERE {events_written()}
+{CHANGED_WITH_LABELS}WHERE {events_written()}
 """
 
 # $1 tenant_id, $2 conversation_id, $3 new operator_id
@@ -83,7 +87,7 @@ WITH updated AS (
         extra="'operator_id', changed.assigned_operator_id, 'via', 'reassign'",
     )
 }
-SELECT * FROM changed WHERE {events_written()}
+{CHANGED_WITH_LABELS}WHERE {events_written()}
 """
 
 # The reassign target: member of the tenant? subscribed to the inbox? available? Its status
@@ -143,8 +147,7 @@ event AS (
     WHERE e.n = 1 OR $4
     ORDER BY e.n
 )
-SELECT * FROM changed
-"""
+{CHANGED_WITH_LABELS}"""
 
 # Labels belong to one inbox: a moved conversation keeps only labels of its new inbox
 # (docs/decisions.md#lifecycle-transitions).

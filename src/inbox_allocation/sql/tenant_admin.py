@@ -2,7 +2,7 @@
 
 Not request paths: no caller and no X-Tenant-ID. The new tenant's id is `$1` of every
 creating statement (the tenant being created is the scope); the listing reads every tenant
-by design (an operator's overview, exempted in tests/test_sql_tenant_scope.py).
+by design (an operator's overview, exempted in tests/sql/test_sql_tenant_scope.py).
 """
 
 # A taken name inserts nothing (no row returned → "already exists"); the unique index

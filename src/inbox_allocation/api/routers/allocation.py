@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, IdentityDep, clock_of, db_of
+from inbox_allocation.api.deps import CallerDep, IdentityDep, clock_of, provider
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.responses import ok
 from inbox_allocation.api.routing import api_router
@@ -19,11 +19,7 @@ from inbox_allocation.services.allocation import AllocationService
 router = api_router(prefix="/api/v1", tags=["allocation"])
 
 
-async def allocation_service(request: Request) -> AllocationService:
-    return AllocationService(db_of(request), clock_of(request))
-
-
-ServiceDep = Annotated[AllocationService, Depends(allocation_service)]
+ServiceDep = Annotated[AllocationService, Depends(provider(AllocationService, clock=clock_of))]
 
 
 @router.post(

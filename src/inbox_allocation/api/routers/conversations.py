@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, ManagerDep, clock_of, db_of
+from inbox_allocation.api.deps import CallerDep, ManagerDep, clock_of, provider
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import parse_id
 from inbox_allocation.api.responses import ok
@@ -26,26 +26,19 @@ from inbox_allocation.api.schemas.conversations import (
     render_conversation,
 )
 from inbox_allocation.api.schemas.envelope import Envelope
+from inbox_allocation.db.seed_ids import ACME_OP4, HOT_LEAD, INBOX_SALES, conversation
 from inbox_allocation.services.conversations import ConversationService
 from inbox_allocation.services.ingestion import InboundMessage, IngestionService
 
 router = api_router(prefix="/api/v1", tags=["conversations"])
 
-SEED_INBOX = "20000000-0000-0000-0000-000000000001"
-SEED_OPERATOR = "30000000-0000-0000-0000-000000000004"
-SEED_LABEL = "60000000-0000-0000-0000-000000000001"
-SEED_CONVERSATION = "70000000-0000-0000-0000-000000000001"
 
-
-async def conversation_service(request: Request) -> ConversationService:
-    return ConversationService(db_of(request), clock_of(request))
-
-
-ServiceDep = Annotated[ConversationService, Depends(conversation_service)]
+ServiceDep = Annotated[ConversationService, Depends(provider(ConversationService, clock=clock_of))]
+IngestionDep = Annotated[IngestionService, Depends(provider(IngestionService, clock=clock_of))]
 
 
 async def conversation_id_path(
-    id: Annotated[str, Path(description="Conversation UUID", examples=[SEED_CONVERSATION])],
+    id: Annotated[str, Path(description="Conversation UUID", examples=[conversation(1)])],
 ) -> UUID:
     return parse_id(id, "conversation id")
 
@@ -83,14 +76,14 @@ async def list_conversations(
         Query(description="QUEUED, ALLOCATED or RESOLVED (case-sensitive)", examples=["QUEUED"]),
     ] = None,
     inbox_id: Annotated[
-        str | None, Query(description="Only this inbox", examples=[SEED_INBOX])
+        str | None, Query(description="Only this inbox", examples=[INBOX_SALES])
     ] = None,
     operator_id: Annotated[
         str | None,
-        Query(description="Only conversations assigned to this operator", examples=[SEED_OPERATOR]),
+        Query(description="Only conversations assigned to this operator", examples=[ACME_OP4]),
     ] = None,
     label_id: Annotated[
-        str | None, Query(description="Only conversations with this label", examples=[SEED_LABEL])
+        str | None, Query(description="Only conversations with this label", examples=[HOT_LEAD])
     ] = None,
     sort: Annotated[
         str | None,
@@ -146,9 +139,8 @@ async def list_conversations(
 )  # fmt: skip
 @router.post("/conversations/", status_code=201, include_in_schema=False)
 async def record_message(
-    caller: ManagerDep, request: Request, body: InboundMessageRequest
+    caller: ManagerDep, service: IngestionDep, body: InboundMessageRequest
 ) -> Response:
-    service = IngestionService(db_of(request), clock_of(request))
     row, created = await service.record_message(
         tenant_id=caller.tenant_id,
         message=InboundMessage(

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, ManagerDep, db_of
+from inbox_allocation.api.deps import CallerDep, ManagerDep, provider
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import PaginationDep, parse_id
 from inbox_allocation.api.responses import no_content, ok
@@ -26,25 +26,23 @@ from inbox_allocation.api.schemas.subscriptions import (
     SubscriptionList,
     SubscriptionOut,
 )
+from inbox_allocation.db.seed_ids import ACME_OP4, INBOX_SALES
 from inbox_allocation.domain.errors import ValidationFailed
 from inbox_allocation.services.inboxes import InboxService
 from inbox_allocation.services.subscriptions import SubscriptionService
-
-SEED_INBOX = "20000000-0000-0000-0000-000000000001"
-SEED_OPERATOR = "30000000-0000-0000-0000-000000000004"
 
 router = api_router(prefix="/api/v1/inboxes")
 
 
 async def inbox_id_path(
-    inbox_id: Annotated[str, Path(description="Inbox UUID", examples=[SEED_INBOX])],
+    inbox_id: Annotated[str, Path(description="Inbox UUID", examples=[INBOX_SALES])],
 ) -> UUID:
     return parse_id(inbox_id, "inbox_id")
 
 
 async def subscriber_id_path(
     operator_id: Annotated[
-        str, Path(description="UUID of the operator to unsubscribe", examples=[SEED_OPERATOR])
+        str, Path(description="UUID of the operator to unsubscribe", examples=[ACME_OP4])
     ],
 ) -> UUID:
     return parse_id(operator_id, "operator_id")
@@ -53,7 +51,7 @@ async def subscriber_id_path(
 async def subscriber_id_query(
     operator_id: Annotated[
         str | None,
-        Query(description="UUID of the operator to unsubscribe", examples=[SEED_OPERATOR]),
+        Query(description="UUID of the operator to unsubscribe", examples=[ACME_OP4]),
     ] = None,
 ) -> UUID:
     if operator_id is None or not operator_id.strip():
@@ -64,16 +62,8 @@ async def subscriber_id_query(
 InboxIdDep = Annotated[UUID, Depends(inbox_id_path)]
 
 
-async def inbox_service(request: Request) -> InboxService:
-    return InboxService(db_of(request))
-
-
-async def subscription_service(request: Request) -> SubscriptionService:
-    return SubscriptionService(db_of(request))
-
-
-InboxServiceDep = Annotated[InboxService, Depends(inbox_service)]
-SubscriptionServiceDep = Annotated[SubscriptionService, Depends(subscription_service)]
+InboxServiceDep = Annotated[InboxService, Depends(provider(InboxService))]
+SubscriptionServiceDep = Annotated[SubscriptionService, Depends(provider(SubscriptionService))]
 
 
 # --- inboxes --------------------------------------------------------------------------------

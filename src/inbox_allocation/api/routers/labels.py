@@ -11,35 +11,29 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, db_of
+from inbox_allocation.api.deps import CallerDep, provider
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import parse_id
 from inbox_allocation.api.responses import no_content, ok
 from inbox_allocation.api.routing import api_router
 from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.api.schemas.labels import Label, LabelAttachment, LabelCreate, LabelUpdate
+from inbox_allocation.db.seed_ids import HOT_LEAD, INBOX_SALES
 from inbox_allocation.domain.errors import InvalidPath, InvalidQuery
 from inbox_allocation.services.labels import LabelService
 
 router = api_router(prefix="/api/v1", tags=["labels"])
 
-SEED_INBOX = "20000000-0000-0000-0000-000000000001"
-SEED_LABEL = "60000000-0000-0000-0000-000000000001"
 
-
-async def label_service(request: Request) -> LabelService:
-    return LabelService(db_of(request))
-
-
-ServiceDep = Annotated[LabelService, Depends(label_service)]
+ServiceDep = Annotated[LabelService, Depends(provider(LabelService))]
 
 
 async def label_id_path(
-    id: Annotated[str, Path(description="Label UUID", examples=[SEED_LABEL])],
+    id: Annotated[str, Path(description="Label UUID", examples=[HOT_LEAD])],
 ) -> UUID:
     if id in ("attach", "detach"):
         # /labels/attach and /labels/detach are routes of their own (POST only): another
@@ -90,7 +84,7 @@ async def list_labels(
     caller: CallerDep,
     service: ServiceDep,
     inbox_id: Annotated[
-        str | None, Query(description="Inbox UUID (required)", examples=[SEED_INBOX])
+        str | None, Query(description="Inbox UUID (required)", examples=[INBOX_SALES])
     ] = None,
 ) -> Response:
     if not inbox_id:

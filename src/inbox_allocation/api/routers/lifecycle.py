@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, db_of
+from inbox_allocation.api.deps import CallerDep, provider
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.responses import ok
 from inbox_allocation.api.routing import api_router
-from inbox_allocation.api.schemas.conversations import Lifecycle, render_lifecycle
+from inbox_allocation.api.schemas.conversations import Lifecycle, render_conversation
 from inbox_allocation.api.schemas.envelope import Envelope
 from inbox_allocation.api.schemas.lifecycle import (
     ConversationRef,
@@ -23,11 +23,7 @@ from inbox_allocation.services.lifecycle import LifecycleService
 router = api_router(prefix="/api/v1", tags=["lifecycle"])
 
 
-async def lifecycle_service(request: Request) -> LifecycleService:
-    return LifecycleService(db_of(request))
-
-
-ServiceDep = Annotated[LifecycleService, Depends(lifecycle_service)]
+ServiceDep = Annotated[LifecycleService, Depends(provider(LifecycleService))]
 RESPONSE = Envelope[Lifecycle]
 
 
@@ -44,7 +40,7 @@ async def resolve(caller: CallerDep, service: ServiceDep, body: ConversationRef)
         manager=caller.is_manager_level,
         conversation_id=body.conversation_id,
     )
-    return ok(render_lifecycle(row))
+    return ok(render_conversation(row))
 
 
 @router.post(
@@ -59,7 +55,7 @@ async def deallocate(caller: CallerDep, service: ServiceDep, body: ConversationR
         manager=caller.is_manager_level,
         conversation_id=body.conversation_id,
     )
-    return ok(render_lifecycle(row))
+    return ok(render_conversation(row))
 
 
 @router.post(
@@ -75,7 +71,7 @@ async def reassign(caller: CallerDep, service: ServiceDep, body: ReassignRequest
         conversation_id=body.conversation_id,
         target_operator_id=body.operator_id,
     )
-    return ok(render_lifecycle(row))
+    return ok(render_conversation(row))
 
 
 @router.post(
@@ -91,4 +87,4 @@ async def move_inbox(caller: CallerDep, service: ServiceDep, body: MoveInboxRequ
         conversation_id=body.conversation_id,
         target_inbox_id=body.inbox_id,
     )
-    return ok(render_lifecycle(row))
+    return ok(render_conversation(row))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import CallerDep, db_of, settings_of
+from inbox_allocation.api.deps import CallerDep, grace_period_of, provider
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.responses import ok
 from inbox_allocation.api.routing import api_router
@@ -19,11 +19,9 @@ from inbox_allocation.services.operator_status import OperatorStatusService
 router = api_router(prefix="/api/v1/operator", tags=["operator status"])
 
 
-async def operator_status_service(request: Request) -> OperatorStatusService:
-    return OperatorStatusService(db_of(request), settings_of(request).grace_period_duration)
-
-
-ServiceDep = Annotated[OperatorStatusService, Depends(operator_status_service)]
+ServiceDep = Annotated[
+    OperatorStatusService, Depends(provider(OperatorStatusService, grace_period=grace_period_of))
+]
 
 
 @router.get(

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import AdminDep, db_of
+from inbox_allocation.api.deps import AdminDep, provider
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import PaginationDep, parse_id
 from inbox_allocation.api.responses import no_content, ok
@@ -28,17 +28,16 @@ from inbox_allocation.api.schemas.operators import (
     OperatorUpdate,
 )
 from inbox_allocation.api.schemas.subscriptions import SubscriptionList
+from inbox_allocation.db.seed_ids import ACME_OP4
 from inbox_allocation.domain.enums import Role
 from inbox_allocation.services.operators import OperatorService
 from inbox_allocation.services.subscriptions import SubscriptionService
-
-SEED_OPERATOR = "30000000-0000-0000-0000-000000000004"
 
 router = api_router(prefix="/api/v1/operators")
 
 
 async def operator_id_path(
-    operator_id: Annotated[str, Path(description="Operator UUID", examples=[SEED_OPERATOR])],
+    operator_id: Annotated[str, Path(description="Operator UUID", examples=[ACME_OP4])],
 ) -> UUID:
     return parse_id(operator_id, "operator_id")
 
@@ -46,16 +45,8 @@ async def operator_id_path(
 OperatorIdDep = Annotated[UUID, Depends(operator_id_path)]
 
 
-async def operator_service(request: Request) -> OperatorService:
-    return OperatorService(db_of(request))
-
-
-async def subscription_service(request: Request) -> SubscriptionService:
-    return SubscriptionService(db_of(request))
-
-
-ServiceDep = Annotated[OperatorService, Depends(operator_service)]
-SubscriptionServiceDep = Annotated[SubscriptionService, Depends(subscription_service)]
+ServiceDep = Annotated[OperatorService, Depends(provider(OperatorService))]
+SubscriptionServiceDep = Annotated[SubscriptionService, Depends(provider(SubscriptionService))]
 
 
 @router.get(

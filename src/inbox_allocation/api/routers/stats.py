@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import ManagerDep, db_of
+from inbox_allocation.api.deps import ManagerDep, provider
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.responses import ok
 from inbox_allocation.api.routing import api_router
@@ -18,11 +18,7 @@ from inbox_allocation.services.stats import StatsService
 router = api_router(prefix="/api/v1", tags=["stats"])
 
 
-async def stats_service(request: Request) -> StatsService:
-    return StatsService(db_of(request))
-
-
-ServiceDep = Annotated[StatsService, Depends(stats_service)]
+ServiceDep = Annotated[StatsService, Depends(provider(StatsService))]
 
 
 @router.get(

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import AdminDep, db_of
+from inbox_allocation.api.deps import AdminDep, provider
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.responses import ok
 from inbox_allocation.api.routing import api_router
@@ -21,11 +21,7 @@ from inbox_allocation.services.tenants import TenantService
 router = api_router(prefix="/api/v1/tenant", tags=["tenant"])
 
 
-async def tenant_service(request: Request) -> TenantService:
-    return TenantService(db_of(request))
-
-
-ServiceDep = Annotated[TenantService, Depends(tenant_service)]
+ServiceDep = Annotated[TenantService, Depends(provider(TenantService))]
 
 
 @router.get(

@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import Caller, SelfOrAdminDep, db_of
+from inbox_allocation.api.deps import Caller, SelfOrAdminDep, provider
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import parse_id
 from inbox_allocation.api.responses import ok
@@ -29,17 +29,13 @@ from inbox_allocation.services.tokens import TokenService
 router = api_router(prefix="/api/v1/operators/{operator_id}/tokens", tags=["tokens"])
 
 
-async def token_service(request: Request) -> TokenService:
-    return TokenService(db_of(request))
-
-
 async def token_id_path(
     token_id: Annotated[str, Path(description="Token id (not the token itself)")],
 ) -> UUID:
     return parse_id(token_id, "token_id")
 
 
-ServiceDep = Annotated[TokenService, Depends(token_service)]
+ServiceDep = Annotated[TokenService, Depends(provider(TokenService))]
 TokenIdDep = Annotated[UUID, Depends(token_id_path)]
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path
 from pydantic import Field, StringConstraints, field_validator
 from starlette.responses import Response
 
-from inbox_allocation.api.deps import AdminDep, db_of, settings_of
+from inbox_allocation.api.deps import AdminDep, provider, settings_of
 from inbox_allocation.api.errors import ERROR_RESPONSES
 from inbox_allocation.api.params import parse_id
 from inbox_allocation.api.responses import no_content, ok
@@ -42,11 +42,7 @@ class WebhookCreate(RequestBody):
         return value
 
 
-async def webhook_service(request: Request) -> WebhookService:
-    return WebhookService(db_of(request), settings_of(request))
-
-
-ServiceDep = Annotated[WebhookService, Depends(webhook_service)]
+ServiceDep = Annotated[WebhookService, Depends(provider(WebhookService, settings=settings_of))]
 
 
 async def webhook_id_path(id: Annotated[str, Path(description="Webhook UUID")]) -> UUID:

@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from inbox_allocation.api.schemas.common import BodyUUID, RequestBody
+from inbox_allocation.db.seed_ids import ACME, INBOX_SALES, conversation
 from inbox_allocation.domain.phone import is_e164
 
 State = Literal["QUEUED", "ALLOCATED", "RESOLVED"]
@@ -41,9 +42,9 @@ class LabelRef(BaseModel):
 class ConversationBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: UUID = Field(examples=["70000000-0000-0000-0000-000000000001"])
-    tenant_id: UUID = Field(examples=["10000000-0000-0000-0000-000000000001"])
-    inbox_id: UUID = Field(examples=["20000000-0000-0000-0000-000000000001"])
+    id: UUID = Field(examples=[conversation(1)])
+    tenant_id: UUID = Field(examples=[ACME])
+    inbox_id: UUID = Field(examples=[INBOX_SALES])
     external_conversation_id: str = Field(examples=["ext-001"])
     customer_phone_number: str = Field(examples=["+14155551001"])
     state: State
@@ -60,11 +61,13 @@ class Conversation(ConversationBase):
     labels: list[LabelRef] = Field(description="Attached labels, ordered by name")
 
 
-class Lifecycle(ConversationBase):
+# Every route that answers with a conversation answers with the Conversation shape, labels
+# included; the subclasses only name the routes' schemas (and add allocated_at).
+class Lifecycle(Conversation):
     pass
 
 
-class Allocation(ConversationBase):
+class Allocation(Conversation):
     assigned_operator_id: UUID
     allocated_at: datetime = Field(description="When it was allocated (= updated_at)")
 
@@ -80,12 +83,8 @@ def render_conversation(row: Row) -> dict[str, Any]:
     return data
 
 
-def render_lifecycle(row: Row) -> dict[str, Any]:
-    return {field: row[field] for field in _BASE_FIELDS}
-
-
 def render_allocation(row: Row) -> dict[str, Any]:
-    data = render_lifecycle(row)
+    data = render_conversation(row)
     data["allocated_at"] = row["updated_at"]
     return data
 
@@ -112,7 +111,7 @@ def _rfc3339(value: Any) -> Any:
 class InboundMessageRequest(RequestBody):
     """One inbound customer message, sent by the messaging gateway."""
 
-    inbox_id: BodyUUID = Field(examples=["20000000-0000-0000-0000-000000000001"])
+    inbox_id: BodyUUID = Field(examples=[INBOX_SALES])
     external_conversation_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] = (
         Field(description="The gateway's conversation id (1–255 characters)", examples=["wa-8812"])
     )

@@ -13,6 +13,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from inbox_allocation.api.schemas.common import ListMeta, RequestBody
+from inbox_allocation.db.seed_ids import ACME, INBOX_SALES
 from inbox_allocation.domain.phone import is_e164
 
 DISPLAY_NAME_MAX_CHARS = 255
@@ -62,8 +63,8 @@ OptionalDisplayName = Annotated[str | None, AfterValidator(_optional(_display_na
 class InboxOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: UUID = Field(examples=["20000000-0000-0000-0000-000000000001"])
-    tenant_id: UUID = Field(examples=["10000000-0000-0000-0000-000000000001"])
+    id: UUID = Field(examples=[INBOX_SALES])
+    tenant_id: UUID = Field(examples=[ACME])
     phone_number: str = Field(examples=["+15551234001"])
     display_name: str = Field(examples=["Acme Sales"])
     created_at: datetime

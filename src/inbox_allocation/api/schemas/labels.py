@@ -15,6 +15,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from inbox_allocation.api.schemas.common import BodyUUID, RequestBody
+from inbox_allocation.db.seed_ids import ACME, ACME_MANAGER, HOT_LEAD, INBOX_SALES, conversation
 
 NAME_MAX_CHARS = 64
 _COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
@@ -62,20 +63,20 @@ LabelColor = Annotated[
 class Label(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: UUID = Field(examples=["60000000-0000-0000-0000-000000000001"])
-    tenant_id: UUID = Field(examples=["10000000-0000-0000-0000-000000000001"])
-    inbox_id: UUID = Field(examples=["20000000-0000-0000-0000-000000000001"])
+    id: UUID = Field(examples=[HOT_LEAD])
+    tenant_id: UUID = Field(examples=[ACME])
+    inbox_id: UUID = Field(examples=[INBOX_SALES])
     name: str = Field(examples=["Hot Lead"])
     color: str | None = Field(examples=["#FF5733"])
     created_by: UUID | None = Field(
         description="The operator that created it (null once deleted)",
-        examples=["30000000-0000-0000-0000-000000000002"],
+        examples=[ACME_MANAGER],
     )
     created_at: datetime
 
 
 class LabelCreate(RequestBody):
-    inbox_id: BodyUUID = Field(examples=["20000000-0000-0000-0000-000000000001"])
+    inbox_id: BodyUUID = Field(examples=[INBOX_SALES])
     name: Annotated[LabelName, BeforeValidator(_required)]
     color: LabelColor | None = None
 
@@ -94,5 +95,5 @@ class LabelUpdate(RequestBody):
 
 
 class LabelAttachment(RequestBody):
-    conversation_id: BodyUUID = Field(examples=["70000000-0000-0000-0000-000000000001"])
-    label_id: BodyUUID = Field(examples=["60000000-0000-0000-0000-000000000001"])
+    conversation_id: BodyUUID = Field(examples=[conversation(1)])
+    label_id: BodyUUID = Field(examples=[HOT_LEAD])

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 
 from inbox_allocation.api.schemas.common import BodyUUID, RequestBody
+from inbox_allocation.db.seed_ids import ACME_OP5, INBOX_SUPPORT, conversation
 
-CONVERSATION_EXAMPLE = "70000000-0000-0000-0000-000000000005"
+CONVERSATION_EXAMPLE = conversation(5)
 
 
 class ConversationRef(RequestBody):
@@ -22,7 +23,7 @@ class ReassignRequest(RequestBody):
     operator_id: BodyUUID = Field(
         validation_alias=AliasChoices("operator_id", "target_operator_id"),
         description="The new assignee (alias: target_operator_id)",
-        examples=["30000000-0000-0000-0000-000000000005"],
+        examples=[ACME_OP5],
     )
 
 
@@ -31,5 +32,5 @@ class MoveInboxRequest(RequestBody):
     inbox_id: BodyUUID = Field(
         validation_alias=AliasChoices("inbox_id", "target_inbox_id"),
         description="The destination inbox (alias: target_inbox_id)",
-        examples=["20000000-0000-0000-0000-000000000002"],
+        examples=[INBOX_SUPPORT],
     )

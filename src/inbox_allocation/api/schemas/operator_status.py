@@ -9,12 +9,13 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from inbox_allocation.api.schemas.common import RequestBody
+from inbox_allocation.db.seed_ids import ACME_OP4
 
 
 class OperatorStatusOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    operator_id: UUID = Field(examples=["30000000-0000-0000-0000-000000000004"])
+    operator_id: UUID = Field(examples=[ACME_OP4])
     status: Literal["AVAILABLE", "BUSY", "OFFLINE"]
     last_status_change_at: datetime
     active_conversations: int = Field(

@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from inbox_allocation.api.schemas.common import ListMeta, RequestBody
+from inbox_allocation.db.seed_ids import ACME, ACME_ADMIN
 
 RoleName = Literal["OPERATOR", "MANAGER", "ADMIN"]
 
@@ -26,8 +27,8 @@ _ROLE_DESCRIPTION = "Exactly OPERATOR, MANAGER or ADMIN (case-sensitive)"
 class OperatorOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: UUID = Field(examples=["30000000-0000-0000-0000-000000000001"])
-    tenant_id: UUID = Field(examples=["10000000-0000-0000-0000-000000000001"])
+    id: UUID = Field(examples=[ACME_ADMIN])
+    tenant_id: UUID = Field(examples=[ACME])
     role: RoleName = Field(examples=["ADMIN"])
     max_concurrent_conversations: int | None = Field(
         description="At most this many conversations via allocate/claim; null = unlimited",

@@ -13,11 +13,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from inbox_allocation.db.seed_ids import INBOX_SALES
+
 
 class InboxStats(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    inbox_id: UUID = Field(examples=["20000000-0000-0000-0000-000000000001"])
+    inbox_id: UUID = Field(examples=[INBOX_SALES])
     queued: int = Field(ge=0, description="QUEUED conversations of the inbox", examples=[12])
     allocated: int = Field(ge=0, description="ALLOCATED conversations of the inbox", examples=[4])
     oldest_queued_wait_seconds: float | None = Field(

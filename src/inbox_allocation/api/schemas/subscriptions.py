@@ -8,14 +8,15 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from inbox_allocation.api.schemas.common import BodyUUID, ListMeta, RequestBody
+from inbox_allocation.db.seed_ids import ACME_ADMIN, ACME_OP10, ACME_SUBSCRIPTION, INBOX_SALES
 
 
 class SubscriptionOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: UUID = Field(examples=["40000000-0000-0000-0000-000000000001"])
-    operator_id: UUID = Field(examples=["30000000-0000-0000-0000-000000000001"])
-    inbox_id: UUID = Field(examples=["20000000-0000-0000-0000-000000000001"])
+    id: UUID = Field(examples=[ACME_SUBSCRIPTION])
+    operator_id: UUID = Field(examples=[ACME_ADMIN])
+    inbox_id: UUID = Field(examples=[INBOX_SALES])
     created_at: datetime = Field(description="When the operator was subscribed")
 
 
@@ -29,5 +30,5 @@ class SubscriptionList(BaseModel):
 class SubscriptionCreate(RequestBody):
     operator_id: BodyUUID = Field(
         description="Operator of the same tenant to subscribe",
-        examples=["30000000-0000-0000-0000-000000000010"],
+        examples=[ACME_OP10],
     )

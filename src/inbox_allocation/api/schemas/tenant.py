@@ -8,12 +8,13 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from inbox_allocation.api.schemas.common import RequestBody
+from inbox_allocation.db.seed_ids import ACME
 
 
 class TenantOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: UUID = Field(examples=["10000000-0000-0000-0000-000000000001"])
+    id: UUID = Field(examples=[ACME])
     name: str = Field(examples=["Acme Corp"])
     priority_weight_alpha: float = Field(
         description="Weight of the message count in the priority (4 decimal places)",

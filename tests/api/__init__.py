@@ -1,0 +1,1 @@
+"""The HTTP surface: envelopes, identity and auth modes, idempotency, docs, metrics."""

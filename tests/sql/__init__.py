@@ -1,0 +1,1 @@
+"""Statements, schema, migrations and database behaviour (plans, locks, routing)."""

@@ -1,0 +1,1 @@
+"""What the tests share: request helpers, process helpers, fakes and catalogues."""

@@ -1,0 +1,1 @@
+"""The service as processes: CLI, launcher, shutdown, faults, stress, fuzzing."""

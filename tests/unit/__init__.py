@@ -1,0 +1,1 @@
+"""Code checked on its own: no app, no database."""
