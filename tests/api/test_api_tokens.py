@@ -31,8 +31,6 @@ from structlog.testing import capture_logs
 
 from inbox_allocation.config import Settings
 from inbox_allocation.db.pool import Database
-from inbox_allocation.domain.errors import Unauthorized
-from inbox_allocation.services.tokens import TokenAuthenticator
 from inbox_allocation.db.seed_ids import (
     ACME,
     ACME_ADMIN,
@@ -42,6 +40,8 @@ from inbox_allocation.db.seed_ids import (
     TECH_OP14,
     TECHSTART,
 )
+from inbox_allocation.domain.errors import Unauthorized
+from inbox_allocation.services.tokens import TokenAuthenticator
 from tests.support.auth import (
     bearer,
     http_client,

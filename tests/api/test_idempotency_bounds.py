@@ -17,8 +17,8 @@ import pytest
 from fastapi import FastAPI
 
 from inbox_allocation.db.pool import Database
-from inbox_allocation.sql import idempotency as sql
 from inbox_allocation.db.seed_ids import ACME_OP4
+from inbox_allocation.sql import idempotency as sql
 from tests.support.http import headers
 
 

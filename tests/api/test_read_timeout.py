@@ -13,10 +13,10 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from inbox_allocation.config import Settings
-from tests.support.auth import http_client, running_app
-from tests.support.route_catalog import error_code, outcome
 from inbox_allocation.db.seed_ids import ACME_OP4, conversation
+from tests.support.auth import http_client, running_app
 from tests.support.http import headers
+from tests.support.route_catalog import error_code, outcome
 
 STALL_SECONDS = 3.0
 

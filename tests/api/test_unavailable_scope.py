@@ -23,10 +23,10 @@ from fastapi import FastAPI, Request
 
 from inbox_allocation.config import Settings
 from inbox_allocation.db.pool import Database
-from tests.support.auth import http_client, running_app
-from tests.support.route_catalog import error_code, outcome
 from inbox_allocation.db.seed_ids import ACME_OP4
+from tests.support.auth import http_client, running_app
 from tests.support.http import headers
+from tests.support.route_catalog import error_code, outcome
 
 
 def _db(request: Request) -> Database:

@@ -14,8 +14,8 @@ import uuid
 import asyncpg
 import httpx
 
-from inbox_allocation.sql.allocation import ALLOCATE_NEXT
 from inbox_allocation.db.seed_ids import ACME, ACME_OP4, TECH_OP14, TECHSTART, conversation
+from inbox_allocation.sql.allocation import ALLOCATE_NEXT
 from tests.support.http import headers
 
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from inbox_allocation.db.citus_cluster import CitusCluster
-from inbox_allocation.services.events import decode_cursor
 from inbox_allocation.db.seed_ids import ACME, ACME_OP4
+from inbox_allocation.services.events import decode_cursor
 from tests.support.http import headers
 
 pytestmark = [
